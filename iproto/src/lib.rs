@@ -1,0 +1,19 @@
+//! # iproto
+//!
+//! A Rust implementation of **iproto**, the compact binary RPC protocol of Mail.ru's services
+//! (go-iproto, Perl's MR::IProto, Tarantool 1.5, Octopus), byte-compatible with them.
+//!
+//! * [`wire`]: the 12-byte header packet format and its `tokio_util` codec.
+//! * [`pack`]: `#[derive(IprotoPack, IprotoUnpack)]` serialization, fixed-width little-endian
+//!   and BER (Perl `pack 'w'`) modes, zero-copy borrowed fields.
+#![warn(missing_docs)]
+
+pub mod pack;
+pub mod wire;
+
+// pub use iproto_derive::{IprotoPack, IprotoUnpack}; // enabled with the derive crate
+pub use pack::{
+    append, append_ber, pack, pack_ber, unpack, unpack_ber, unpack_exact, unpack_exact_ber, DecodeError,
+    DecodeErrorKind, IprotoPack, IprotoUnpack, IprotoUnpackOwned, Mode, PackError, Reader,
+};
+pub use wire::{FrameError, Header, Packet, PacketCodec, HEADER_LEN, MSG_PING, MSG_SHUTDOWN};

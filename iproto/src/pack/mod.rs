@@ -1,0 +1,223 @@
+//! Serialization of iproto payloads: the [`IprotoPack`] / [`IprotoUnpack`] traits, the two
+//! encoding [`Mode`]s and the top-level `pack*` / `unpack*` functions.
+//!
+//! The byte layout matches go-iproto's `Pack`/`Unpack` and Perl's `pack` (SPEC.md section 2):
+//!
+//! * [`Mode::Fixed`]: integers little-endian at their width; strings, byte strings and
+//!   sequences carry a `u32` little-endian length or count.
+//! * [`Mode::Ber`]: integers, lengths and counts as Perl `pack 'w'` (big-endian base 128).
+//!
+//! The mode applies to the value it is handed only: sequence elements are always packed in
+//! Fixed mode, a struct ignores the mode and uses its fields' own `#[iproto(ber)]` attributes,
+//! and `u8`/`i8` are one raw byte in both modes.
+//!
+//! ```
+//! use iproto::{pack, pack_ber, unpack, IprotoPack, IprotoUnpack};
+//!
+//! #[derive(IprotoPack, IprotoUnpack, Debug, PartialEq)]
+//! struct Get<'a> {
+//!     space: u32,
+//!     #[iproto(ber)]
+//!     key: &'a str,
+//! }
+//!
+//! let bytes = pack(&Get { space: 7, key: "hi" }).unwrap();
+//! assert_eq!(bytes, [7, 0, 0, 0, 2, b'h', b'i']);
+//! let (back, rest) = unpack::<Get>(&bytes).unwrap();
+//! assert_eq!(back, Get { space: 7, key: "hi" });
+//! assert!(rest.is_empty());
+//!
+//! assert_eq!(pack_ber(&300u32).unwrap(), [0x82, 0x2c]);
+//! ```
+
+pub mod ber;
+mod error;
+mod impls;
+mod reader;
+pub mod seq;
+
+use bytes::BufMut;
+
+pub use error::{DecodeError, DecodeErrorKind, PackError, PathSegment};
+pub use reader::Reader;
+
+/// How a value is encoded: fixed-width little-endian or BER (Perl `pack 'w'`).
+///
+/// The mode applies to the top-level value only; see the [module docs](self).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Mode {
+    /// Fixed-width little-endian integers, `u32` length and count prefixes (go-iproto's
+    /// default mode).
+    #[default]
+    Fixed,
+    /// Big-endian base-128 integers, lengths and counts (go-iproto's `PackBER`).
+    Ber,
+}
+
+/// A value that can be written in iproto's binary encoding.
+///
+/// Derive it with `#[derive(IprotoPack)]` or implement it by hand:
+///
+/// ```
+/// use bytes::BufMut;
+/// use iproto::{IprotoPack, Mode, PackError};
+///
+/// /// A pair of counters written as two BER integers whatever the mode.
+/// struct Counters(u64, u64);
+///
+/// impl IprotoPack for Counters {
+///     fn pack<B: BufMut>(&self, buf: &mut B, _mode: Mode) -> Result<(), PackError> {
+///         self.0.pack(buf, Mode::Ber)?;
+///         self.1.pack(buf, Mode::Ber)
+///     }
+/// }
+///
+/// assert_eq!(iproto::pack(&Counters(1, 300)).unwrap(), [0x01, 0x82, 0x2c]);
+/// ```
+pub trait IprotoPack {
+    /// Appends the encoding of `self` in `mode` to `buf`.
+    fn pack<B: BufMut>(&self, buf: &mut B, mode: Mode) -> Result<(), PackError>;
+
+    /// A cheap estimate of the encoded size, used to reserve buffer space. May be 0.
+    fn size_hint(&self, _mode: Mode) -> usize {
+        0
+    }
+
+    /// Packs the elements of a sequence (the count is already written), each in `elem_mode`.
+    ///
+    /// A hook so that byte sequences are copied in one go; the default packs one at a time.
+    #[doc(hidden)]
+    fn pack_elements<B: BufMut>(items: &[Self], buf: &mut B, elem_mode: Mode) -> Result<(), PackError>
+    where
+        Self: Sized,
+    {
+        items.iter().try_for_each(|item| item.pack(buf, elem_mode))
+    }
+}
+
+/// A value that can be read from iproto's binary encoding, possibly borrowing from the input.
+///
+/// Types that own their data implement it for every `'de`, so `for<'de> IprotoUnpack<'de>`
+/// (see [`IprotoUnpackOwned`]) names "decodable from any buffer", as serde's
+/// `DeserializeOwned` does.
+///
+/// ```
+/// use iproto::{DecodeError, IprotoUnpack, Mode, Reader};
+///
+/// struct Counters(u64, u64);
+///
+/// impl<'de> IprotoUnpack<'de> for Counters {
+///     fn unpack(r: &mut Reader<'de>, _mode: Mode) -> Result<Self, DecodeError> {
+///         Ok(Counters(u64::unpack(r, Mode::Ber)?, u64::unpack(r, Mode::Ber)?))
+///     }
+/// }
+///
+/// let c: Counters = iproto::unpack_exact(&[0x01, 0x82, 0x2c]).unwrap();
+/// assert_eq!((c.0, c.1), (1, 300));
+/// ```
+pub trait IprotoUnpack<'de>: Sized {
+    /// Reads one value in `mode` from `r`.
+    fn unpack(r: &mut Reader<'de>, mode: Mode) -> Result<Self, DecodeError>;
+
+    /// The fewest bytes any value of this type occupies in `mode` (0 if unknown).
+    ///
+    /// Sequence counts are checked against `remaining / min_size` before anything is allocated.
+    fn min_size(_mode: Mode) -> usize {
+        0
+    }
+
+    /// Reads `count` elements of a sequence, each in `elem_mode`.
+    ///
+    /// A hook so that byte sequences are copied in one go; the default reads one at a time and
+    /// adds the element index to the error path.
+    #[doc(hidden)]
+    fn unpack_elements(r: &mut Reader<'de>, count: usize, elem_mode: Mode) -> Result<Vec<Self>, DecodeError> {
+        let mut out = Vec::with_capacity(seq::cautious_capacity::<Self>(count));
+        for i in 0..count {
+            out.push(Self::unpack(r, elem_mode).map_err(|e| e.in_index(i))?);
+        }
+        Ok(out)
+    }
+}
+
+/// A type decodable from any input without borrowing: `for<'de> IprotoUnpack<'de>`.
+pub trait IprotoUnpackOwned: for<'de> IprotoUnpack<'de> {}
+impl<T> IprotoUnpackOwned for T where T: for<'de> IprotoUnpack<'de> {}
+
+/// Packs `value` in [`Mode::Fixed`] into a new buffer (go-iproto's `Pack`).
+///
+/// ```
+/// assert_eq!(iproto::pack(&258u16).unwrap(), [0x02, 0x01]);
+/// ```
+pub fn pack<T: IprotoPack + ?Sized>(value: &T) -> Result<Vec<u8>, PackError> {
+    pack_mode(value, Mode::Fixed)
+}
+
+/// Packs `value` in [`Mode::Ber`] into a new buffer (go-iproto's `PackBER`).
+///
+/// ```
+/// assert_eq!(iproto::pack_ber(&128u32).unwrap(), [0x81, 0x00]);
+/// ```
+pub fn pack_ber<T: IprotoPack + ?Sized>(value: &T) -> Result<Vec<u8>, PackError> {
+    pack_mode(value, Mode::Ber)
+}
+
+/// Packs `value` in `mode` into a new buffer.
+pub fn pack_mode<T: IprotoPack + ?Sized>(value: &T, mode: Mode) -> Result<Vec<u8>, PackError> {
+    let mut buf = Vec::with_capacity(value.size_hint(mode));
+    value.pack(&mut buf, mode)?;
+    Ok(buf)
+}
+
+/// Appends `value` in [`Mode::Fixed`] to `buf` (go-iproto's `Append`).
+///
+/// ```
+/// let mut buf = vec![0xaa];
+/// iproto::append(&mut buf, &1u16).unwrap();
+/// assert_eq!(buf, [0xaa, 0x01, 0x00]);
+/// ```
+pub fn append<B: BufMut, T: IprotoPack + ?Sized>(buf: &mut B, value: &T) -> Result<(), PackError> {
+    value.pack(buf, Mode::Fixed)
+}
+
+/// Appends `value` in [`Mode::Ber`] to `buf` (go-iproto's `AppendBER`).
+pub fn append_ber<B: BufMut, T: IprotoPack + ?Sized>(buf: &mut B, value: &T) -> Result<(), PackError> {
+    value.pack(buf, Mode::Ber)
+}
+
+/// Unpacks a `T` in [`Mode::Fixed`] from the front of `data`; returns it and the unread rest.
+///
+/// ```
+/// let (v, rest) = iproto::unpack::<u16>(&[0x02, 0x01, 0xff]).unwrap();
+/// assert_eq!((v, rest), (258, &[0xff][..]));
+/// ```
+pub fn unpack<'de, T: IprotoUnpack<'de>>(data: &'de [u8]) -> Result<(T, &'de [u8]), DecodeError> {
+    unpack_mode(data, Mode::Fixed)
+}
+
+/// Unpacks a `T` in [`Mode::Ber`] from the front of `data`; returns it and the unread rest.
+pub fn unpack_ber<'de, T: IprotoUnpack<'de>>(data: &'de [u8]) -> Result<(T, &'de [u8]), DecodeError> {
+    unpack_mode(data, Mode::Ber)
+}
+
+/// Unpacks a `T` in [`Mode::Fixed`] that must use all of `data` (trailing bytes are an error).
+///
+/// ```
+/// assert!(iproto::unpack_exact::<u16>(&[1, 0]).is_ok());
+/// assert!(iproto::unpack_exact::<u16>(&[1, 0, 0]).is_err());
+/// ```
+pub fn unpack_exact<'de, T: IprotoUnpack<'de>>(data: &'de [u8]) -> Result<T, DecodeError> {
+    Reader::new(data).read_exact(Mode::Fixed)
+}
+
+/// Unpacks a `T` in [`Mode::Ber`] that must use all of `data` (trailing bytes are an error).
+pub fn unpack_exact_ber<'de, T: IprotoUnpack<'de>>(data: &'de [u8]) -> Result<T, DecodeError> {
+    Reader::new(data).read_exact(Mode::Ber)
+}
+
+/// Unpacks a `T` in `mode` from the front of `data`; returns it and the unread rest.
+pub fn unpack_mode<'de, T: IprotoUnpack<'de>>(data: &'de [u8], mode: Mode) -> Result<(T, &'de [u8]), DecodeError> {
+    let mut r = Reader::new(data);
+    let value = T::unpack(&mut r, mode)?;
+    Ok((value, r.rest()))
+}

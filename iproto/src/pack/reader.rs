@@ -1,0 +1,165 @@
+//! [`Reader`]: a cursor over the input being decoded that knows the owning `Bytes`, when there
+//! is one, so that `Bytes` fields are zero-copy slices and `&str`/`&[u8]` fields borrow.
+
+use bytes::Bytes;
+
+use super::{ber, DecodeError, DecodeErrorKind, IprotoUnpack, Mode};
+
+/// A cursor over the bytes being decoded.
+///
+/// ```
+/// use iproto::{Mode, Reader, IprotoUnpack};
+///
+/// let body = bytes::Bytes::from_static(&[3, 0, 0, 0, b'a', b'b', b'c']);
+/// let mut r = Reader::from_bytes(&body);
+/// let s = bytes::Bytes::unpack(&mut r, Mode::Fixed).unwrap();
+/// assert_eq!(&s[..], b"abc"); // a slice of `body`, not a copy
+/// assert_eq!(r.remaining(), 0);
+/// ```
+#[derive(Debug, Clone)]
+pub struct Reader<'de> {
+    input: &'de [u8],
+    pos: usize,
+    owner: Option<&'de Bytes>,
+}
+
+impl<'de> Reader<'de> {
+    /// A reader over a borrowed slice; `Bytes` fields are copied out of it.
+    pub fn new(input: &'de [u8]) -> Self {
+        Reader { input, pos: 0, owner: None }
+    }
+
+    /// A reader over `Bytes`; `Bytes` fields become zero-copy slices of it.
+    pub fn from_bytes(input: &'de Bytes) -> Self {
+        Reader { input: input.as_ref(), pos: 0, owner: Some(input) }
+    }
+
+    /// Bytes consumed so far.
+    #[inline]
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+
+    /// Bytes not yet consumed.
+    #[inline]
+    pub fn remaining(&self) -> usize {
+        self.input.len() - self.pos
+    }
+
+    /// The unread rest of the input.
+    #[inline]
+    pub fn rest(&self) -> &'de [u8] {
+        &self.input[self.pos..]
+    }
+
+    /// Decodes one `T` in `mode` and fails if any input is left after it.
+    pub fn read_exact<T: IprotoUnpack<'de>>(mut self, mode: Mode) -> Result<T, DecodeError> {
+        let value = T::unpack(&mut self, mode)?;
+        match self.remaining() {
+            0 => Ok(value),
+            count => Err(DecodeError::new(DecodeErrorKind::TrailingBytes { count }, self.pos)),
+        }
+    }
+
+    /// Takes the next `n` bytes.
+    #[inline]
+    pub fn take(&mut self, n: usize) -> Result<&'de [u8], DecodeError> {
+        if n > self.remaining() {
+            return Err(self.short(n));
+        }
+        let out = &self.input[self.pos..self.pos + n];
+        self.pos += n;
+        Ok(out)
+    }
+
+    /// Takes the next `N` bytes as an array.
+    #[inline]
+    pub fn take_array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
+        match self.input.get(self.pos..self.pos + N) {
+            Some(s) => {
+                self.pos += N;
+                // The slice has exactly N bytes.
+                let mut out = [0u8; N];
+                out.copy_from_slice(s);
+                Ok(out)
+            }
+            None => Err(self.short(N)),
+        }
+    }
+
+    /// Takes the next `n` bytes as `Bytes`: a zero-copy slice when the reader was made by
+    /// [`Reader::from_bytes`], a copy otherwise.
+    #[inline]
+    pub fn take_bytes(&mut self, n: usize) -> Result<Bytes, DecodeError> {
+        let slice = self.take(n)?;
+        Ok(match self.owner {
+            Some(owner) => owner.slice_ref(slice),
+            None => Bytes::copy_from_slice(slice),
+        })
+    }
+
+    /// Reads one byte.
+    #[inline]
+    pub fn read_u8(&mut self) -> Result<u8, DecodeError> {
+        match self.input.get(self.pos) {
+            Some(&b) => {
+                self.pos += 1;
+                Ok(b)
+            }
+            None => Err(self.short(1)),
+        }
+    }
+
+    /// Reads a BER integer that must fit `bits` bits (16, 32 or 64).
+    #[inline]
+    pub fn read_ber(&mut self, bits: u32, target: &'static str) -> Result<u64, DecodeError> {
+        let (value, used) = ber::get(self.rest(), bits, target, self.pos)?;
+        self.pos += used;
+        Ok(value)
+    }
+
+    /// Reads a `u32` length prefix in `mode` and checks that that many bytes remain.
+    #[inline]
+    pub fn read_len(&mut self, mode: Mode) -> Result<usize, DecodeError> {
+        let start = self.pos;
+        let len = self.read_prefix(mode)?;
+        if len > self.remaining() {
+            self.pos = start;
+            return Err(DecodeError::new(
+                DecodeErrorKind::LengthBeyondInput { what: "length", len: len as u64, remaining: self.remaining() },
+                start,
+            ));
+        }
+        Ok(len)
+    }
+
+    /// Reads a `u32` element count in `mode` and checks it against the remaining input, given
+    /// that every element takes at least `min_elem_size` bytes (0 is treated as 1).
+    #[inline]
+    pub fn read_count(&mut self, mode: Mode, min_elem_size: usize) -> Result<usize, DecodeError> {
+        let start = self.pos;
+        let count = self.read_prefix(mode)?;
+        let remaining = self.remaining();
+        if count > remaining / min_elem_size.max(1) {
+            self.pos = start;
+            return Err(DecodeError::new(
+                DecodeErrorKind::LengthBeyondInput { what: "count", len: count as u64, remaining },
+                start,
+            ));
+        }
+        Ok(count)
+    }
+
+    #[inline]
+    fn read_prefix(&mut self, mode: Mode) -> Result<usize, DecodeError> {
+        Ok(match mode {
+            Mode::Fixed => u32::from_le_bytes(self.take_array()?) as usize,
+            Mode::Ber => self.read_ber(32, "u32")? as usize,
+        })
+    }
+
+    #[cold]
+    fn short(&self, needed: usize) -> DecodeError {
+        DecodeError::new(DecodeErrorKind::UnexpectedEnd { needed, remaining: self.remaining() }, self.pos)
+    }
+}
