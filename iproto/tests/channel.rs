@@ -101,9 +101,10 @@ async fn replies_match_by_msg_and_sync_w11() {
 
 #[tokio::test]
 async fn ten_thousand_calls_in_flight_all_resolve() {
+    const N_CALLS: u32 = 10_000;
     let (client, _server) = channels(quiet(), echo_config());
     let mut set = tokio::task::JoinSet::new();
-    for i in 0..10_000u32 {
+    for i in 0..N_CALLS {
         let c = client.clone();
         set.spawn(async move { (i, c.call(1, &i.to_le_bytes()).await) });
     }
@@ -113,7 +114,7 @@ async fn ten_thousand_calls_in_flight_all_resolve() {
         assert_eq!(&reply.unwrap()[..], &i.to_le_bytes());
         n += 1;
     }
-    assert_eq!(n, 10_000);
+    assert_eq!(n, N_CALLS);
     assert_eq!(client.stats().pending, 0);
 }
 
