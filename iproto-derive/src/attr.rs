@@ -87,6 +87,9 @@ enum Item {
     Elem(Mode),
     Tag(TagType),
     TagValue(u64),
+    /// A known key whose value did not parse (already reported); kept so that the key counts
+    /// as written.
+    Invalid(&'static str),
 }
 
 impl Item {
@@ -99,6 +102,7 @@ impl Item {
             Item::Elem(_) => "elem",
             Item::Tag(_) => "tag",
             Item::TagValue(_) => "tag_value",
+            Item::Invalid(key) => key,
         }
     }
 }
@@ -124,6 +128,9 @@ fn parse_items(cx: &Ctxt, attrs: &[Attribute]) -> Vec<(Item, Span)> {
                 }
                 Err(err) => {
                     cx.syn_error(err);
+                    if let Some(key) = KEYS.iter().find(|k| meta.path.is_ident(k)) {
+                        items.push((Item::Invalid(key), span));
+                    }
                     skip_value(&meta)?;
                 }
             }
@@ -136,10 +143,14 @@ fn parse_items(cx: &Ctxt, attrs: &[Attribute]) -> Vec<(Item, Span)> {
     items
 }
 
+const KEYS: [&str; 7] = ["ber", "fixed", "skip", "with", "elem", "tag", "tag_value"];
+
 fn unknown_key_message(path: &Path) -> String {
+    let keys: Vec<String> = KEYS.iter().map(|k| format!("`{k}`")).collect();
     format!(
-        "unknown iproto attribute `{}`; expected one of `ber`, `fixed`, `skip`, `with`, `elem`, `tag`, `tag_value`",
-        path.to_token_stream().to_string().replace(' ', "")
+        "unknown iproto attribute `{}`; expected one of {}",
+        path.to_token_stream().to_string().replace(' ', ""),
+        keys.join(", ")
     )
 }
 
@@ -244,9 +255,16 @@ pub struct EnumAttrs {
 }
 
 impl EnumAttrs {
-    pub fn from_ast(cx: &Ctxt, attrs: &[Attribute]) -> Self {
+    /// Also reports a missing `tag` (at `ident`), unless a malformed one was already reported.
+    pub fn from_ast(cx: &Ctxt, ident: &syn::Ident, attrs: &[Attribute]) -> Self {
         let items = parse_items(cx, attrs);
         reject(cx, &items, "an enum", &["tag"]);
+        if span_of(&items, "tag").is_none() {
+            cx.error_spanned_by(
+                ident,
+                "an iproto enum needs a declared tag type: #[iproto(tag = u8)] (or u16, u32, ber)",
+            );
+        }
         let tag = items.iter().find_map(|(i, _)| match i {
             Item::Tag(t) => Some(*t),
             _ => None,

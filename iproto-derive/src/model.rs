@@ -67,14 +67,9 @@ impl<'a> Container<'a> {
                 Data::Struct(fields_from_ast(cx, &s.fields, default))
             }
             SynData::Enum(e) => {
-                let attrs = EnumAttrs::from_ast(cx, &input.attrs);
-                let tag = attrs.tag.unwrap_or_else(|| {
-                    cx.error_spanned_by(
-                        &input.ident,
-                        "an iproto enum needs a declared tag type: #[iproto(tag = u8)] (or u16, u32, ber)",
-                    );
-                    TagType::Ber
-                });
+                let attrs = EnumAttrs::from_ast(cx, &input.ident, &input.attrs);
+                // A missing or malformed tag is already reported; BER accepts every tag value.
+                let tag = attrs.tag.unwrap_or(TagType::Ber);
                 if e.variants.is_empty() {
                     cx.error_spanned_by(&input.ident, "an iproto enum needs at least one variant");
                 }
@@ -121,6 +116,8 @@ fn fields_from_ast<'a>(cx: &Ctxt, fields: &'a syn::Fields, default: Mode) -> Fie
 /// tag plus one (Rust's own rule, so plain enums get 0, 1, 2, ...). Duplicates and tags that
 /// do not fit the tag type are errors.
 fn variants_from_ast<'a>(cx: &Ctxt, e: &'a syn::DataEnum, tag_type: TagType) -> Vec<Variant<'a>> {
+    // `None` once a tag was unusable: implicit successors are then not checked, so one mistake
+    // gives one error.
     let mut next: Option<u64> = Some(0);
     let mut seen: Vec<(u64, &Ident)> = Vec::new();
     let mut out = Vec::new();
@@ -130,27 +127,35 @@ fn variants_from_ast<'a>(cx: &Ctxt, e: &'a syn::DataEnum, tag_type: TagType) -> 
             (Some((value, _)), _) => Some(value),
             (None, Some((_, expr))) => discriminant_value(cx, expr),
             (None, None) => {
-                if next.is_none() {
+                if next.is_none() && seen.last().is_some_and(|(t, _)| *t == u64::MAX) {
                     cx.error_spanned_by(&v.ident, "the implicit tag after u64::MAX overflows; add `tag_value`");
                 }
                 next
             }
         };
-        let tag = tag.unwrap_or(0);
-        if tag > tag_type.max() {
-            let span = attrs.tag_value.map_or_else(|| syn::spanned::Spanned::span(&v.ident), |(_, s)| s);
-            cx.error_at(
-                span,
-                format!("tag {tag} of variant `{}` does not fit the tag type {}", v.ident, tag_type.name()),
-            );
+        let fits = tag.filter(|&t| t <= tag_type.max());
+        match (tag, fits) {
+            (Some(t), None) => {
+                let span = attrs.tag_value.map_or_else(|| syn::spanned::Spanned::span(&v.ident), |(_, s)| s);
+                cx.error_at(
+                    span,
+                    format!("tag {t} of variant `{}` does not fit the tag type {}", v.ident, tag_type.name()),
+                );
+            }
+            (_, Some(t)) => {
+                if let Some((_, other)) = seen.iter().find(|(seen, _)| *seen == t) {
+                    cx.error_spanned_by(
+                        &v.ident,
+                        format!("variant `{}` has tag {t}, already used by `{other}`", v.ident),
+                    );
+                }
+                seen.push((t, &v.ident));
+            }
+            (None, None) => {}
         }
-        if let Some((_, other)) = seen.iter().find(|(t, _)| *t == tag) {
-            cx.error_spanned_by(&v.ident, format!("variant `{}` has tag {tag}, already used by `{other}`", v.ident));
-        }
-        seen.push((tag, &v.ident));
-        next = tag.checked_add(1);
+        next = fits.and_then(|t| t.checked_add(1));
         let fields = fields_from_ast(cx, &v.fields, Mode::Fixed);
-        out.push(Variant { ident: &v.ident, fields, tag });
+        out.push(Variant { ident: &v.ident, fields, tag: fits.unwrap_or(0) });
     }
     out
 }
