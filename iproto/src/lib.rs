@@ -34,3 +34,7 @@ pub mod server;
 
 pub use mux::ServeMux;
 pub use server::{listen_and_serve, Server, ServerConfig, ServerStats};
+
+pub mod rpc;
+
+pub use rpc::{service, CallError, Request, SenderExt, ServiceError};
