@@ -42,10 +42,11 @@ fn parse_attrs(cx: &Ctxt, input: &DeriveInput) -> RequestAttrs {
         let res = attr.parse_nested_meta(|meta| {
             if meta.path.is_ident("msg") {
                 let lit: LitInt = meta.value()?.parse()?;
-                match parse_msg(&lit, &owner) {
-                    Ok(code) => out.msg = Some(code),
-                    Err(e) => cx.syn_error(e),
-                }
+                // A bad code is reported here; 0 stands in so it is not also "missing".
+                out.msg = Some(parse_msg(&lit, &owner).unwrap_or_else(|e| {
+                    cx.syn_error(e);
+                    0
+                }));
             } else if meta.path.is_ident("response") {
                 out.response = Some(meta.value()?.parse()?);
             } else if meta.path.is_ident("notify") {

@@ -12,6 +12,72 @@
 //! * per service: [`#[iproto::service]`](crate::service) on a trait generates a client
 //!   (`KvClient::new(sender)`) and a server adapter (`KvServer::new(impl).register(&mut mux)`).
 //!
+//! # A service
+//!
+//! The trait's `async fn`s become `fn .. -> impl Future + Send` so that handlers run on the
+//! multi-threaded runtime; implement them with `async fn`. Each method takes `&self`, an
+//! optional [`Context`] and the request; it returns `Result<T, E>` (the envelope below), any
+//! other type (sent raw), or nothing with `notify`. The client's methods take the request by
+//! reference, return `Result<T, CallError<E>>` and have a `_with` variant taking
+//! [`CallOptions`] (per-call timeout). Dropping a call's future cancels it locally; iproto has
+//! no cancel frame, so the server still does the work.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use iproto::rpc::{CallError, Context, RemoteError};
+//! use iproto::{Channel, ChannelConfig, IprotoPack, IprotoUnpack, Server};
+//!
+//! #[derive(IprotoPack, IprotoUnpack)]
+//! pub struct Get { key: String }
+//!
+//! #[derive(IprotoPack, IprotoUnpack)]
+//! pub struct Touch { key: String }
+//!
+//! #[iproto::service]
+//! pub trait Kv {
+//!     /// Reads a key.
+//!     #[iproto(msg = 0x10)]
+//!     async fn get(&self, req: Get) -> Result<String, RemoteError>;
+//!     /// Marks a key as used; nothing comes back.
+//!     #[iproto(msg = 0x11, notify)]
+//!     async fn touch(&self, cx: Context, req: Touch);
+//! }
+//!
+//! struct Store;
+//!
+//! impl Kv for Store {
+//!     async fn get(&self, req: Get) -> Result<String, RemoteError> {
+//!         match req.key.as_str() {
+//!             "hello" => Ok("world".into()),
+//!             _ => Err(RemoteError::new(0x31, "no such key")),
+//!         }
+//!     }
+//!     async fn touch(&self, cx: Context, _req: Touch) {
+//!         assert_eq!(cx.msg(), 0x11);
+//!     }
+//! }
+//!
+//! let server = Server::bind("127.0.0.1:0").await?;
+//! let addr = server.local_addr().to_string();
+//! tokio::spawn(server.serve(KvServer::new(Store).into_mux()));
+//!
+//! let kv = KvClient::new(Channel::connect(&addr, ChannelConfig::client()).await?);
+//! assert_eq!(kv.get(&Get { key: "hello".into() }).await?, "world");
+//! match kv.get(&Get { key: "nope".into() }).await {
+//!     Err(CallError::Service(e)) => assert_eq!(e.code, 0x31),
+//!     other => panic!("{other:?}"),
+//! }
+//! kv.touch(&Touch { key: "hello".into() }).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # tower
+//!
+//! With the `tower` cargo feature, [`Channel`] is a `tower::Service<RawCall>` and [`Client`]
+//! a `tower::Service<R>` for every [`Request`] type `R`, so timeout, retry, load-shedding and
+//! metrics layers stack on them.
+//!
 //! # Wire conventions
 //!
 //! Bodies are the [`IprotoPack`] encoding of the request and reply types, decoded strictly:
