@@ -549,6 +549,9 @@ where
         local,
         config,
     });
+    // Count the first handle before any task runs: a handler's temporary handle dropped
+    // earlier would otherwise take the count from 1 to 0 and close the channel.
+    let channel = Channel::from_shared(shared.clone());
     let span = tracing::debug_span!(
         "iproto",
         peer = %shared.peer.as_ref().map(|a| a.to_string()).unwrap_or_default(),
@@ -575,5 +578,5 @@ where
         }
         .instrument(span),
     );
-    Channel::from_shared(shared)
+    channel
 }
