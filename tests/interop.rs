@@ -1,6 +1,7 @@
 //! Interoperability with Perl's MR::IProto (SPEC.md section 4), the original iproto peer:
 //! our [`Channel`] against `MR::IProto::Server`, the `MR::IProto` client (synchronous and
-//! AnyEvent) against our [`Server`], and our packing against Perl's `pack`.
+//! AnyEvent) against our [`Server`], and derived packing against Perl `pack` templates sent
+//! by MR::IProto.
 //!
 //! The Perl halves are `tests/interop/*.pl`. Both servers answer a request with the request's
 //! code (u32 LE) followed by its body reversed, so each side checks that whole bodies crossed
@@ -14,7 +15,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
-use iproto::{Channel, ChannelConfig, Packet, Server};
+use iproto::{Channel, ChannelConfig, IprotoPack, IprotoUnpack, Packet, ServeMux, Server};
 use tokio::sync::mpsc;
 
 const CODES: [u32; 4] = [0, 1, 17, 0xfeff];
@@ -219,20 +220,23 @@ async fn channel_against_perl_server() {
     eprintln!("graceful shutdown against MR::IProto::Server took {:?}", started.elapsed());
 }
 
+type Serving = tokio::task::JoinHandle<Result<(), iproto::Error>>;
+
 /// Our server with the transform handler; returns its port and a stop switch.
-async fn rust_server() -> (u16, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<Result<(), iproto::Error>>) {
+async fn rust_server() -> (u16, tokio::sync::oneshot::Sender<()>, Serving) {
+    rust_server_with(|p: Packet, _ch: Channel| async move { Some(transform(p.header.msg, &p.body)) }).await
+}
+
+async fn rust_server_with(handler: impl iproto::Handler) -> (u16, tokio::sync::oneshot::Sender<()>, Serving) {
     let server = Server::bind("127.0.0.1:0").await.unwrap();
     let port = match server.local_addr() {
         iproto::net::Addr::Tcp(a) => a.port(),
         other => panic!("bound {other}"),
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let serving = tokio::spawn(server.serve_with_shutdown(
-        |p: Packet, _ch: Channel| async move { Some(transform(p.header.msg, &p.body)) },
-        async {
-            let _ = stopped.await;
-        },
-    ));
+    let serving = tokio::spawn(server.serve_with_shutdown(handler, async {
+        let _ = stopped.await;
+    }));
     (port, stop, serving)
 }
 
@@ -322,4 +326,117 @@ async fn throughput_channel_against_perl_server() {
         "Rust Channel ({CALLERS} callers) -> MR::IProto::Server, 32-byte echo: {:.0} calls/s",
         calls as f64 / elapsed.as_secs_f64()
     );
+}
+
+/// Perl template `L S w/a* w`.
+#[derive(IprotoPack, IprotoUnpack, Debug, Clone, PartialEq)]
+struct User {
+    id: u32,
+    flags: u16,
+    #[iproto(ber)]
+    name: String,
+    #[iproto(ber)]
+    visits: u64,
+}
+
+/// Perl template `w C s< q< L/a* (User) L/L*`: BER, bool, signed, fixed-length bytes, a nested
+/// struct and a u32 sequence.
+#[derive(IprotoPack, IprotoUnpack, Debug, Clone, PartialEq)]
+struct Order {
+    #[iproto(ber)]
+    id: u32,
+    paid: bool,
+    delta: i16,
+    amount: i64,
+    note: Vec<u8>,
+    owner: User,
+    items: Vec<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Record {
+    User(User),
+    Order(Order),
+}
+
+/// The records `records.pl` sends, in order.
+fn perl_records() -> Vec<Record> {
+    let users = [
+        User { id: 1, flags: 0, name: String::new(), visits: 0 },
+        User { id: u32::MAX, flags: u16::MAX, name: "Вася".into(), visits: u64::MAX },
+        User { id: 258, flags: 7, name: "x".repeat(200), visits: 300 },
+    ];
+    let mut records: Vec<Record> = users.iter().cloned().map(Record::User).collect();
+    records.extend(
+        [
+            Order { id: 0, paid: false, delta: 0, amount: 0, note: vec![], owner: users[0].clone(), items: vec![] },
+            Order {
+                id: u32::MAX,
+                paid: true,
+                delta: -1234,
+                amount: -1234567890123456,
+                note: b"\x00\xff note".to_vec(),
+                owner: users[1].clone(),
+                items: vec![2, 200, u32::MAX],
+            },
+            Order {
+                id: 16384,
+                paid: true,
+                delta: i16::MAX,
+                amount: i64::MIN,
+                note: vec![b'n'; 70_000],
+                owner: users[2].clone(),
+                items: (0..1000).collect(),
+            },
+        ]
+        .map(Record::Order),
+    );
+    records
+}
+
+/// Decodes a record with the derive and re-encodes it; `None` if Perl's bytes do not decode
+/// exactly.
+fn echo_record(msg: u32, body: &[u8]) -> Option<(Record, Vec<u8>)> {
+    match msg {
+        0x31 => {
+            let user: User = iproto::unpack_exact(body).ok()?;
+            Some((Record::User(user.clone()), iproto::pack(&user).ok()?))
+        }
+        0x32 => {
+            let order: Order = iproto::unpack_exact(body).ok()?;
+            Some((Record::Order(order.clone()), iproto::pack(&order).ok()?))
+        }
+        _ => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn derive_against_perl_pack_templates() {
+    if !perl_ready() {
+        return;
+    }
+    let decoded = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut mux = ServeMux::new();
+    for code in [0x31, 0x32] {
+        let decoded = decoded.clone();
+        mux.handle(code, move |p: Packet, _ch: Channel| {
+            let decoded = decoded.clone();
+            async move {
+                // An empty reply makes the Perl side fail at once, naming the record.
+                let Some((record, reply)) = echo_record(p.header.msg, &p.body) else { return Some(Bytes::new()) };
+                decoded.lock().unwrap().push(record);
+                Some(Bytes::from(reply))
+            }
+        })
+        .unwrap();
+    }
+    let (port, stop, serving) = rust_server_with(mux).await;
+    let exit = Perl::spawn("records.pl", &[&port.to_string()]).exit().await;
+    assert!(exit.status.success(), "records.pl failed: {}; stderr:\n{}", exit.status, exit.stderr);
+    let records = perl_records();
+    assert_eq!(exit.stdout, [format!("OK {} records", records.len())]);
+    // What the derive decoded from Perl's bytes is what Perl packed.
+    assert_eq!(*decoded.lock().unwrap(), records);
+    stop.send(()).unwrap();
+    serving.await.unwrap().unwrap();
 }
