@@ -96,6 +96,26 @@ macro_rules! int_impl {
                     Mode::Ber => 1,
                 }
             }
+            /// Fixed-width elements are taken in one bounds check and converted in bulk.
+            #[inline]
+            fn unpack_elements(r: &mut Reader<'de>, count: usize, elem_mode: Mode) -> Result<Vec<Self>, DecodeError> {
+                const WIDTH: usize = std::mem::size_of::<$t>();
+                match (elem_mode, count.checked_mul(WIDTH)) {
+                    (Mode::Fixed, Some(len)) if len <= r.remaining() => {
+                        let raw = r.take(len)?;
+                        Ok(raw
+                            .chunks_exact(WIDTH)
+                            .map(|c| {
+                                let mut le = [0u8; WIDTH];
+                                le.copy_from_slice(c);
+                                <$t>::from_le_bytes(le)
+                            })
+                            .collect())
+                    }
+                    // Too short (reported at the failing element) or BER: one at a time.
+                    _ => seq::unpack_each(r, count, elem_mode),
+                }
+            }
         }
     )*};
 }

@@ -134,11 +134,7 @@ pub trait IprotoUnpack<'de>: Sized {
     /// adds the element index to the error path.
     #[doc(hidden)]
     fn unpack_elements(r: &mut Reader<'de>, count: usize, elem_mode: Mode) -> Result<Vec<Self>, DecodeError> {
-        let mut out = Vec::with_capacity(seq::cautious_capacity::<Self>(count));
-        for i in 0..count {
-            out.push(Self::unpack(r, elem_mode).map_err(|e| e.in_index(i))?);
-        }
-        Ok(out)
+        seq::unpack_each(r, count, elem_mode)
     }
 }
 
