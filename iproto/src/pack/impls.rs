@@ -65,7 +65,8 @@ impl<'de> IprotoUnpack<'de> for i8 {
 macro_rules! int_impl {
     ($($t:ty => $u:ty, $bits:literal, $name:literal;)*) => {$(
         impl IprotoPack for $t {
-            #[inline]
+            // Always inlined so that the mode, a constant at every derived call site, folds away.
+            #[inline(always)]
             fn pack<B: BufMut>(&self, buf: &mut B, mode: Mode) -> Result<(), PackError> {
                 match mode {
                     Mode::Fixed => buf.put_slice(&self.to_le_bytes()),
@@ -82,7 +83,7 @@ macro_rules! int_impl {
         }
 
         impl<'de> IprotoUnpack<'de> for $t {
-            #[inline]
+            #[inline(always)]
             fn unpack(r: &mut Reader<'de>, mode: Mode) -> Result<Self, DecodeError> {
                 match mode {
                     Mode::Fixed => Ok(<$t>::from_le_bytes(r.take_array()?)),
@@ -182,13 +183,13 @@ fn prefix_min_size(mode: Mode) -> usize {
     }
 }
 
-#[inline]
+#[inline(always)]
 fn unpack_raw<'de>(r: &mut Reader<'de>, mode: Mode) -> Result<&'de [u8], DecodeError> {
     let len = r.read_len(mode)?;
     r.take(len)
 }
 
-#[inline]
+#[inline(always)]
 fn unpack_str<'de>(r: &mut Reader<'de>, mode: Mode) -> Result<&'de str, DecodeError> {
     let at = r.position();
     let raw = unpack_raw(r, mode)?;
