@@ -1,1 +1,6 @@
-//! Library behind the `iproto` command.
+//! Library behind the `iproto` command: the `--pack`/`--unpack` spec language ([`spec`]), hex
+//! input and dumps ([`hexdump`]).
+#![warn(missing_docs)]
+
+pub mod hexdump;
+pub mod spec;
