@@ -17,3 +17,10 @@ pub use pack::{
     DecodeErrorKind, IprotoPack, IprotoUnpack, IprotoUnpackOwned, Mode, PackError, Reader,
 };
 pub use wire::{FrameError, Header, Packet, PacketCodec, HEADER_LEN, MSG_PING, MSG_SHUTDOWN};
+
+pub mod channel;
+mod error;
+pub mod net;
+
+pub use channel::{BoxHandler, CallOptions, Channel, ChannelConfig, ChannelStats, Handler, Sender};
+pub use error::Error;

@@ -1,0 +1,170 @@
+//! [`ChannelConfig`] with go-iproto's defaults (catalogue C-1..C-13) and per-call
+//! [`CallOptions`].
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::handler::{DynHandler, Handler};
+use crate::wire::DEFAULT_SIZE_LIMIT;
+
+/// Settings of one channel. `ChannelConfig::default()` is [`ChannelConfig::client`].
+///
+/// ```
+/// use std::time::Duration;
+/// let config = iproto::ChannelConfig {
+///     request_timeout: Duration::from_millis(500),
+///     ..iproto::ChannelConfig::client()
+/// };
+/// assert_eq!(config.write_queue, 50);
+/// ```
+#[derive(Clone)]
+pub struct ChannelConfig {
+    /// Budget of one call, queueing included (C-2). Default 5 s.
+    pub request_timeout: Duration,
+    /// How long a notification may wait for room in the write queue (C-4). Default 1 s.
+    pub notice_timeout: Duration,
+    /// Interval of keepalive pings (C-5); `None` sends none. Default 1 min for channels we
+    /// dial, none on channels a server accepts (MR::IProto clients break on a server's ping).
+    pub ping_interval: Option<Duration>,
+    /// Close after this long without a complete incoming packet (C-6). Default off.
+    pub idle_timeout: Option<Duration>,
+    /// Bound on graceful shutdown (C-7). Default 5 s.
+    pub shutdown_timeout: Duration,
+    /// Largest incoming body accepted, inclusive (C-9). Default 100 000 000.
+    pub size_limit: u32,
+    /// Packets that may wait for the writer before senders wait (C-10). Default 50.
+    pub write_queue: usize,
+    /// Bound on one write to the socket (C-11). Default 5 s.
+    pub write_timeout: Duration,
+    /// Never send pings even if `ping_interval` is set. Pings are still answered.
+    pub disable_ping: bool,
+    /// Never send the 0xff01 shutdown packet (C-8, W-22), e.g. for Octopus peers that use the
+    /// code for replication or MR::IProto clients that cannot handle it.
+    pub disable_shutdown: bool,
+    /// Incoming requests handled at once; at the limit the reader waits. Default 1 024.
+    pub max_concurrent_requests: usize,
+    /// Run the handler on the reader task instead of a task per request; for handlers that
+    /// never block. Default false.
+    pub inline_handlers: bool,
+    /// Set TCP_NODELAY on TCP connections. Default true (without it pipelined calls stall
+    /// for ~40 ms).
+    pub nodelay: bool,
+    /// The handler for incoming requests (go-iproto's `ChannelConfig.Handler`); set it with
+    /// [`with_handler`](Self::with_handler). Without one, requests are dropped unanswered.
+    pub handler: Option<BoxHandler>,
+}
+
+/// A type-erased, shareable [`Handler`].
+#[derive(Clone)]
+pub struct BoxHandler(pub(crate) Arc<dyn DynHandler>);
+
+impl BoxHandler {
+    /// Erases `handler`'s type.
+    pub fn new<H: Handler>(handler: H) -> Self {
+        BoxHandler(Arc::new(handler))
+    }
+}
+
+impl fmt::Debug for BoxHandler {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("BoxHandler")
+    }
+}
+
+impl ChannelConfig {
+    /// Defaults for channels we dial: pings every minute.
+    pub fn client() -> Self {
+        ChannelConfig {
+            request_timeout: Duration::from_secs(5),
+            notice_timeout: Duration::from_secs(1),
+            ping_interval: Some(Duration::from_secs(60)),
+            idle_timeout: None,
+            shutdown_timeout: Duration::from_secs(5),
+            size_limit: DEFAULT_SIZE_LIMIT,
+            write_queue: 50,
+            write_timeout: Duration::from_secs(5),
+            disable_ping: false,
+            disable_shutdown: false,
+            max_concurrent_requests: 1024,
+            inline_handlers: false,
+            nodelay: true,
+            handler: None,
+        }
+    }
+
+    /// Defaults for channels a server accepts: like [`client`](Self::client) but no pings.
+    pub fn server() -> Self {
+        ChannelConfig { ping_interval: None, ..Self::client() }
+    }
+
+    /// Sets the handler for incoming requests (go-iproto's `ChannelConfig.Handler`).
+    ///
+    /// ```
+    /// let config = iproto::ChannelConfig::server()
+    ///     .with_handler(|packet: iproto::Packet, _ch: iproto::Channel| async move { Some(packet.body) });
+    /// # drop(config);
+    /// ```
+    pub fn with_handler<H: Handler>(mut self, handler: H) -> Self {
+        self.handler = Some(BoxHandler::new(handler));
+        self
+    }
+
+    /// Whether a handler is set.
+    pub fn has_handler(&self) -> bool {
+        self.handler.is_some()
+    }
+
+    pub(crate) fn effective_ping(&self) -> Option<Duration> {
+        self.ping_interval.filter(|d| !self.disable_ping && !d.is_zero())
+    }
+}
+
+impl Default for ChannelConfig {
+    fn default() -> Self {
+        Self::client()
+    }
+}
+
+impl fmt::Debug for ChannelConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChannelConfig")
+            .field("request_timeout", &self.request_timeout)
+            .field("notice_timeout", &self.notice_timeout)
+            .field("ping_interval", &self.ping_interval)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("shutdown_timeout", &self.shutdown_timeout)
+            .field("size_limit", &self.size_limit)
+            .field("write_queue", &self.write_queue)
+            .field("write_timeout", &self.write_timeout)
+            .field("disable_ping", &self.disable_ping)
+            .field("disable_shutdown", &self.disable_shutdown)
+            .field("max_concurrent_requests", &self.max_concurrent_requests)
+            .field("inline_handlers", &self.inline_handlers)
+            .field("nodelay", &self.nodelay)
+            .field("handler", &self.handler.is_some())
+            .finish()
+    }
+}
+
+/// Per-call options for [`Channel::call_with`](crate::Channel::call_with).
+///
+/// ```
+/// use std::time::Duration;
+/// let opts = iproto::CallOptions { timeout: Some(Duration::from_millis(50)), ..Default::default() };
+/// # drop(opts);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CallOptions {
+    /// Overrides the channel's request timeout for this call.
+    pub timeout: Option<Duration>,
+    /// Allows a reserved code (>= 0xff00); off by default (SPEC.md section 1).
+    pub allow_reserved: bool,
+}
+
+impl CallOptions {
+    /// Options with the given timeout.
+    pub fn timeout(timeout: Duration) -> Self {
+        CallOptions { timeout: Some(timeout), ..Default::default() }
+    }
+}

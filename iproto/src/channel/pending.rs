@@ -1,0 +1,182 @@
+//! Calls waiting for their reply, keyed by `(msg, sync)` (W-11), the sync allocator (W-13,
+//! skipping 0 and keys in use) and a bounded memory of recently abandoned calls, so that a
+//! late reply is dropped and counted instead of reaching the handler (SPEC.md section 1).
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
+
+use bytes::Bytes;
+use tokio::sync::oneshot;
+
+use crate::Error;
+
+/// What a pending call receives.
+pub(crate) type Reply = Result<Bytes, Error>;
+
+/// How many abandoned keys are remembered.
+const ABANDONED_CAP: usize = 4096;
+
+/// The pending-call key (W-11).
+#[inline]
+pub(crate) fn key(msg: u32, sync: u32) -> u64 {
+    (u64::from(msg) << 32) | u64::from(sync)
+}
+
+/// Multiplicative hashing for the u64 keys: they are not attacker-chosen in a way that
+/// matters (a peer can only hit keys we allocated), and SipHash costs more than the lookup.
+#[derive(Default)]
+pub(crate) struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (n ^ (n >> 29)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+type Build = BuildHasherDefault<KeyHasher>;
+
+#[derive(Default)]
+pub(crate) struct Pending {
+    calls: HashMap<u64, oneshot::Sender<Reply>, Build>,
+    next_sync: u32,
+    abandoned: VecDeque<u64>,
+    abandoned_set: HashSet<u64, Build>,
+}
+
+impl Pending {
+    /// Registers a call with code `msg` and returns its sync: the next counter value that is
+    /// not 0, not pending and not recently abandoned for that `msg` (W-13).
+    pub fn insert(&mut self, msg: u32, tx: oneshot::Sender<Reply>) -> u32 {
+        loop {
+            self.next_sync = self.next_sync.wrapping_add(1);
+            let sync = self.next_sync;
+            if sync == 0 {
+                continue;
+            }
+            let k = key(msg, sync);
+            if self.abandoned_set.contains(&k) {
+                continue;
+            }
+            if let std::collections::hash_map::Entry::Vacant(slot) = self.calls.entry(k) {
+                slot.insert(tx);
+                return sync;
+            }
+        }
+    }
+
+    /// Takes the call waiting for `(msg, sync)`, if any.
+    #[inline]
+    pub fn take(&mut self, k: u64) -> Option<oneshot::Sender<Reply>> {
+        self.calls.remove(&k)
+    }
+
+    /// Forgets a call that gave up (timeout, cancellation) and remembers its key, so that a
+    /// late reply is recognised. Returns whether it was still pending.
+    pub fn abandon(&mut self, k: u64) -> bool {
+        if self.calls.remove(&k).is_none() {
+            return false;
+        }
+        if self.abandoned_set.insert(k) {
+            self.abandoned.push_back(k);
+            if self.abandoned.len() > ABANDONED_CAP {
+                if let Some(old) = self.abandoned.pop_front() {
+                    self.abandoned_set.remove(&old);
+                }
+            }
+        }
+        true
+    }
+
+    /// Forgets a call whose packet was never sent (no late reply can come).
+    pub fn cancel(&mut self, k: u64) {
+        self.calls.remove(&k);
+    }
+
+    /// Whether `k` belongs to a recently abandoned call; forgets it if so.
+    pub fn take_abandoned(&mut self, k: u64) -> bool {
+        if self.abandoned_set.is_empty() || !self.abandoned_set.remove(&k) {
+            return false;
+        }
+        if let Some(pos) = self.abandoned.iter().position(|&x| x == k) {
+            self.abandoned.remove(pos);
+        }
+        true
+    }
+
+    /// Takes every pending call (the connection is gone).
+    pub fn drain(&mut self) -> Vec<oneshot::Sender<Reply>> {
+        self.calls.drain().map(|(_, tx)| tx).collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.calls.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.calls.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tx() -> oneshot::Sender<Reply> {
+        oneshot::channel().0
+    }
+
+    #[test]
+    fn first_sync_is_one_and_per_msg_w13() {
+        let mut p = Pending::default();
+        assert_eq!(p.insert(42, tx()), 1);
+        assert_eq!(p.insert(43, tx()), 2);
+        assert_eq!(p.len(), 2);
+    }
+
+    #[test]
+    fn sync_skips_zero_and_pending_after_wrap_w13() {
+        let mut p = Pending::default();
+        p.next_sync = u32::MAX - 1;
+        assert_eq!(p.insert(7, tx()), u32::MAX);
+        // wraps: 0 is skipped
+        assert_eq!(p.insert(7, tx()), 1);
+        // 2 is taken by msg 7: the next msg-7 call skips it, another msg may reuse it (W-11)
+        p.next_sync = 1;
+        assert_eq!(p.insert(9, tx()), 2);
+        p.next_sync = 0;
+        assert_eq!(p.insert(7, tx()), 2);
+        p.next_sync = 0;
+        assert_eq!(p.insert(7, tx()), 3, "1 and 2 are pending for msg 7");
+    }
+
+    #[test]
+    fn abandoned_keys_are_remembered_and_not_reused() {
+        let mut p = Pending::default();
+        let s = p.insert(5, tx());
+        assert!(p.abandon(key(5, s)));
+        assert!(p.is_empty());
+        p.next_sync = s - 1;
+        assert_ne!(p.insert(5, tx()), s, "an abandoned key is not handed out again");
+        assert!(p.take_abandoned(key(5, s)));
+        assert!(!p.take_abandoned(key(5, s)), "each late reply is recognised once");
+    }
+
+    #[test]
+    fn abandoned_memory_is_bounded() {
+        let mut p = Pending::default();
+        for _ in 0..ABANDONED_CAP * 2 {
+            let s = p.insert(1, tx());
+            p.abandon(key(1, s));
+        }
+        assert_eq!(p.abandoned.len(), ABANDONED_CAP);
+        assert_eq!(p.abandoned_set.len(), ABANDONED_CAP);
+    }
+}

@@ -1,0 +1,61 @@
+//! Graceful shutdown (W-18..W-24) and hijack (C-34): stop new calls, wait for our pending calls
+//! and in-flight handlers, exchange 0xff01 with the peer, let the writer flush, then close —
+//! all bounded by the shutdown timeout.
+
+use std::sync::atomic::Ordering::SeqCst;
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use super::writer::Wait;
+use super::Shared;
+use crate::wire::MSG_SHUTDOWN;
+
+/// Waits until `cond` holds, re-checking each time `notify` fires.
+pub(crate) async fn wait_for(notify: &Notify, mut cond: impl FnMut() -> bool) {
+    loop {
+        let changed = notify.notified();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
+        if cond() {
+            return;
+        }
+        changed.await;
+    }
+}
+
+/// Runs the graceful part of a shutdown or hijack, then closes. The caller has already marked
+/// the channel stopped.
+pub(crate) async fn run(shared: Arc<Shared>) {
+    let timeout = shared.config.shutdown_timeout;
+    let deadline = Instant::now() + timeout;
+    if tokio::time::timeout_at(deadline, graceful(&shared, deadline)).await.is_err() {
+        tracing::warn!(?timeout, "shutdown timeout exceeded; closing");
+    }
+    shared.close_with(None);
+}
+
+async fn graceful(shared: &Shared, deadline: Instant) {
+    // W-18 step 4: our own calls finish (replies, timeouts or cancellation).
+    wait_for(&shared.changed, || shared.pending().is_empty()).await;
+    // Requests we are serving finish and their replies are queued.
+    let max = u32::try_from(shared.config.max_concurrent_requests.max(1)).unwrap_or(u32::MAX);
+    drop(shared.handler_slots.acquire_many(max).await);
+    if !shared.hijacking.load(SeqCst) {
+        // Step 5: 0xff01 after everything queued, then wait for the peer's (or its EOF).
+        if !shared.config.disable_shutdown {
+            if let Err(e) = shared.enqueue(MSG_SHUTDOWN, 0, &[], Wait::Until(deadline)).await {
+                tracing::debug!(error = %e, "could not send the shutdown packet");
+            }
+        }
+        wait_for(&shared.changed, || {
+            shared.peer_shutdown.load(SeqCst) || shared.reader_done.load(SeqCst) || shared.dropped.load(SeqCst)
+        })
+        .await;
+    }
+    // Step 6: the writer flushes what is queued and stops.
+    shared.writer_stop.store(true, SeqCst);
+    shared.wake_writer.notify_one();
+    wait_for(&shared.changed, || shared.outbox_closed()).await;
+}

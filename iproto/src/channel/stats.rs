@@ -1,0 +1,104 @@
+//! Channel counters (catalogue C-31) as 64-bit atomics: no 4 GiB death (C-32).
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// A snapshot of a channel's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ChannelStats {
+    /// Calls started.
+    pub calls: u64,
+    /// Calls that ended with an error (timeout, cancelled, stopped, dropped).
+    pub canceled: u64,
+    /// Notifications started, our own pings included.
+    pub notices: u64,
+    /// Prepared packets that could not be queued.
+    pub packets_dropped: u64,
+    /// Packets read.
+    pub packets_received: u64,
+    /// Bytes read.
+    pub bytes_received: u64,
+    /// Packets written.
+    pub packets_sent: u64,
+    /// Bytes written.
+    pub bytes_sent: u64,
+    /// Calls waiting for a reply now.
+    pub pending: u64,
+    /// Replies that arrived after their call timed out or was cancelled, dropped.
+    pub late_replies: u64,
+    /// Requests passed to the handler.
+    pub requests: u64,
+    /// Handler invocations that panicked.
+    pub handler_panics: u64,
+    /// Write batches (one write to the transport each).
+    pub writes: u64,
+}
+
+impl ChannelStats {
+    /// Adds every counter of `other` to `self` (go-iproto's `ChannelStats.Add`).
+    pub fn add(&mut self, other: &ChannelStats) {
+        self.calls += other.calls;
+        self.canceled += other.canceled;
+        self.notices += other.notices;
+        self.packets_dropped += other.packets_dropped;
+        self.packets_received += other.packets_received;
+        self.bytes_received += other.bytes_received;
+        self.packets_sent += other.packets_sent;
+        self.bytes_sent += other.bytes_sent;
+        self.pending += other.pending;
+        self.late_replies += other.late_replies;
+        self.requests += other.requests;
+        self.handler_panics += other.handler_panics;
+        self.writes += other.writes;
+    }
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub calls: AtomicU64,
+    pub canceled: AtomicU64,
+    pub notices: AtomicU64,
+    pub packets_dropped: AtomicU64,
+    pub packets_received: AtomicU64,
+    pub bytes_received: AtomicU64,
+    pub packets_sent: AtomicU64,
+    pub bytes_sent: AtomicU64,
+    pub late_replies: AtomicU64,
+    pub requests: AtomicU64,
+    pub handler_panics: AtomicU64,
+    pub writes: AtomicU64,
+}
+
+impl Counters {
+    #[inline]
+    pub fn inc(counter: &AtomicU64) {
+        counter.fetch_add(1, Relaxed);
+    }
+
+    pub fn snapshot(&self, pending: u64) -> ChannelStats {
+        ChannelStats {
+            calls: self.calls.load(Relaxed),
+            canceled: self.canceled.load(Relaxed),
+            notices: self.notices.load(Relaxed),
+            packets_dropped: self.packets_dropped.load(Relaxed),
+            packets_received: self.packets_received.load(Relaxed),
+            bytes_received: self.bytes_received.load(Relaxed),
+            packets_sent: self.packets_sent.load(Relaxed),
+            bytes_sent: self.bytes_sent.load(Relaxed),
+            pending,
+            late_replies: self.late_replies.load(Relaxed),
+            requests: self.requests.load(Relaxed),
+            handler_panics: self.handler_panics.load(Relaxed),
+            writes: self.writes.load(Relaxed),
+        }
+    }
+}
+
+impl Counters {
+    #[inline]
+    pub fn record_write(&self, packets: usize, bytes: usize) {
+        self.packets_sent.fetch_add(packets as u64, Relaxed);
+        self.bytes_sent.fetch_add(bytes as u64, Relaxed);
+        self.writes.fetch_add(1, Relaxed);
+    }
+}
