@@ -24,3 +24,8 @@ pub mod net;
 
 pub use channel::{BoxHandler, CallOptions, Channel, ChannelConfig, ChannelStats, Handler, Sender};
 pub use error::Error;
+pub mod mux;
+pub mod server;
+
+pub use mux::ServeMux;
+pub use server::{listen_and_serve, Server, ServerConfig, ServerStats};

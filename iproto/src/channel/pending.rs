@@ -143,8 +143,7 @@ mod tests {
 
     #[test]
     fn sync_skips_zero_and_pending_after_wrap_w13() {
-        let mut p = Pending::default();
-        p.next_sync = u32::MAX - 1;
+        let mut p = Pending { next_sync: u32::MAX - 1, ..Default::default() };
         assert_eq!(p.insert(7, tx()), u32::MAX);
         // wraps: 0 is skipped
         assert_eq!(p.insert(7, tx()), 1);

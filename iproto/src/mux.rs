@@ -1,0 +1,107 @@
+//! [`ServeMux`]: routes incoming requests to handlers by message code (V-3).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::channel::{BoxHandler, Channel, Handler};
+use crate::wire::Packet;
+
+/// Registering a code twice (go-iproto panics; we return this).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("iproto: multiple handlers for message code {code:#x}")]
+pub struct DuplicateRoute {
+    /// The code registered twice.
+    pub code: u32,
+}
+
+/// What happens to a request whose code has no handler.
+#[derive(Clone, Default)]
+enum Fallback {
+    /// Log it and send no reply (go-iproto's behaviour: the caller times out).
+    #[default]
+    Ignore,
+    /// Reply with this body.
+    Reply(Bytes),
+    /// Pass it to this handler.
+    Handler(BoxHandler),
+}
+
+/// Routes requests to handlers by message code.
+///
+/// ```
+/// use iproto::{Channel, Packet, ServeMux};
+///
+/// let mut mux = ServeMux::new();
+/// mux.handle(0x10, |p: Packet, _ch: Channel| async move { Some(p.body) }).unwrap();
+/// mux.handle(0x11, |_p: Packet, _ch: Channel| async move { None }).unwrap();
+/// assert!(mux.handle(0x10, |_p: Packet, _ch: Channel| async move { None }).is_err());
+/// ```
+#[derive(Clone, Default)]
+pub struct ServeMux {
+    routes: HashMap<u32, BoxHandler>,
+    fallback: Fallback,
+}
+
+impl ServeMux {
+    /// An empty mux: every request is ignored.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Routes `code` to `handler`; a code registered twice is an error.
+    pub fn handle<H: Handler>(&mut self, code: u32, handler: H) -> Result<&mut Self, DuplicateRoute> {
+        self.handle_boxed(code, BoxHandler::new(handler))
+    }
+
+    /// Routes `code` to an already boxed handler.
+    pub fn handle_boxed(&mut self, code: u32, handler: BoxHandler) -> Result<&mut Self, DuplicateRoute> {
+        match self.routes.entry(code) {
+            std::collections::hash_map::Entry::Occupied(_) => Err(DuplicateRoute { code }),
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(handler);
+                Ok(self)
+            }
+        }
+    }
+
+    /// Replies to unknown codes with `body` instead of ignoring them.
+    pub fn reply_to_unknown(&mut self, body: impl Into<Bytes>) -> &mut Self {
+        self.fallback = Fallback::Reply(body.into());
+        self
+    }
+
+    /// Passes requests with unknown codes to `handler`.
+    pub fn fallback<H: Handler>(&mut self, handler: H) -> &mut Self {
+        self.fallback = Fallback::Handler(BoxHandler::new(handler));
+        self
+    }
+
+    /// Whether `code` has a handler.
+    pub fn contains(&self, code: u32) -> bool {
+        self.routes.contains_key(&code)
+    }
+
+    /// The registered codes, in no particular order.
+    pub fn codes(&self) -> impl Iterator<Item = u32> + '_ {
+        self.routes.keys().copied()
+    }
+}
+
+impl Handler for ServeMux {
+    async fn handle(&self, packet: Packet, channel: Channel) -> Option<Bytes> {
+        let handler = match self.routes.get(&packet.header.msg) {
+            Some(h) => Arc::clone(&h.0),
+            None => match &self.fallback {
+                Fallback::Ignore => {
+                    tracing::debug!(msg = packet.header.msg, "no route for message code; no reply");
+                    return None;
+                }
+                Fallback::Reply(body) => return Some(body.clone()),
+                Fallback::Handler(h) => Arc::clone(&h.0),
+            },
+        };
+        handler.handle_boxed(packet, channel).await
+    }
+}
