@@ -549,6 +549,9 @@ where
         local,
         config,
     });
+    // The returned handle must exist before the reader starts: a request handled before it
+    // would otherwise take the handle count from 0 to 1 and back, closing the channel.
+    let handle = Channel::from_shared(shared.clone());
     let span = tracing::debug_span!(
         "iproto",
         peer = %shared.peer.as_ref().map(|a| a.to_string()).unwrap_or_default(),
@@ -575,5 +578,5 @@ where
         }
         .instrument(span),
     );
-    Channel::from_shared(shared)
+    handle
 }
