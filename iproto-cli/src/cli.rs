@@ -350,7 +350,8 @@ mod tests {
     }
 
     fn call(args: &[&str]) -> CallArgs {
-        match parse(args).unwrap().command {
+        let args: Vec<&str> = std::iter::once("call").chain(args.iter().copied()).collect();
+        match parse(&args).unwrap().command {
             Command::Call(c) => c,
             other => panic!("not a call: {other:?}"),
         }

@@ -25,7 +25,7 @@ pub enum CliError {
         source: std::io::Error,
     },
     /// The connection could not be made.
-    #[error("cannot connect to {addr}: {source}")]
+    #[error("cannot connect to {addr}: {}", io_reason(source))]
     Connect {
         /// The address.
         addr: String,
@@ -49,7 +49,7 @@ pub enum CliError {
         source: iproto::Error,
     },
     /// The server could not listen on the address.
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}: {}", io_reason(source))]
     Bind {
         /// The address.
         addr: String,
@@ -75,4 +75,12 @@ pub enum CliError {
     /// Writing the output failed (for example a closed pipe).
     #[error("cannot write output: {0}")]
     Output(#[source] std::io::Error),
+}
+
+/// The runtime's error without the address it repeats: its connect errors already name it.
+fn io_reason(e: &iproto::Error) -> String {
+    match e {
+        iproto::Error::Connect { source, .. } => source.to_string(),
+        other => other.to_string(),
+    }
 }

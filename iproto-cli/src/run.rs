@@ -172,7 +172,7 @@ async fn bench(args: BenchArgs) -> Result<(), CliError> {
         conns.push(ch);
     }
     let name = match &embedded {
-        Some(_) => format!("{target} (embedded echo server)"),
+        Some(_) => format!("embedded echo server at {target}"),
         None => target.clone(),
     };
     let report = bench::run(name, conns, &opts).await;
