@@ -122,7 +122,7 @@ Every reply is compared with its request unless --no-verify (the server must ech
 pub struct CallArgs {
     /// Server address: host:port or unix:/path.
     pub addr: String,
-    /// Message code, decimal or 0x hex.
+    /// Message code, decimal or 0x hex; reserved codes (>= 0xff00) are sent as typed.
     #[arg(value_parser = parse_msg)]
     pub msg: u32,
     /// Request body in hex (or a path with --file).

@@ -157,6 +157,12 @@ pub fn error_kind(e: &iproto::Error) -> ErrorKind {
 }
 
 async fn bench(args: BenchArgs) -> Result<(), CliError> {
+    if args.msg >= iproto::wire::MSG_RESERVED_MIN {
+        return Err(CliError::Usage(format!(
+            "--msg {:#06x} is a reserved control code (>= 0xff00); use `iproto ping` for pings",
+            args.msg
+        )));
+    }
     let opts = args.options(std::io::stderr().is_terminal());
     // Keeps the embedded server running until the report is done.
     let (target, embedded) = match &args.addr {

@@ -284,6 +284,7 @@ fn bad_input_gives_one_line() {
     assert_one_line_error(&iproto(&["ping", &dead, "-c", "1"]), "refused");
     assert_one_line_error(&iproto(&["bench", &dead, "--duration", "1"]), "refused");
     assert_one_line_error(&iproto(&["call", "no-port", "1"]), "invalid address");
+    assert_one_line_error(&iproto(&["bench", &s.addr, "--msg", "0xff00"]), "reserved");
     assert_one_line_error(&iproto(&["serve", &s.addr]), "in use");
     // clap's own usage errors: non-zero, no panic.
     let o = iproto(&["decode", "--unpack", "u32 nope", "00"]);
