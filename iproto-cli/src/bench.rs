@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -350,12 +350,24 @@ struct Progress(AtomicU64);
 /// # });
 /// ```
 pub async fn run<C: Connection>(target: String, conns: Vec<C>, opts: &BenchOptions) -> BenchReport {
+    run_until(target, conns, opts, std::future::pending()).await
+}
+
+/// [`run`] that also ends early when `stop` resolves (Ctrl-C in `iproto bench`): callers
+/// finish their call in flight and the report covers what was done.
+pub async fn run_until<C: Connection>(
+    target: String,
+    conns: Vec<C>,
+    opts: &BenchOptions,
+    stop: impl Future<Output = ()>,
+) -> BenchReport {
     let n_conns = conns.len();
     let callers = opts.concurrency.max(1);
     let conns: Vec<Arc<C>> = conns.into_iter().map(Arc::new).collect();
     let progress: Arc<[Progress]> = (0..callers).map(|_| Progress::default()).collect();
     let start = Instant::now();
     let deadline = opts.duration.map(|d| start + d);
+    let stopped = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::with_capacity(callers);
     for id in 0..callers {
         let quota = opts.requests.map(|total| total / callers as u64 + u64::from((id as u64) < total % callers as u64));
@@ -369,6 +381,7 @@ pub async fn run<C: Connection>(target: String, conns: Vec<C>, opts: &BenchOptio
             quota,
             pacer: opts.rate.map(|r| Pacer::new(start, r, id, callers)),
             progress: progress.clone(),
+            stopped: stopped.clone(),
         };
         tasks.push(tokio::spawn(caller.run()));
     }
@@ -379,6 +392,7 @@ pub async fn run<C: Connection>(target: String, conns: Vec<C>, opts: &BenchOptio
     let mut ticker = tokio::time::interval_at((start + tick).into(), tick);
     let mut last = (start, 0u64);
     let mut pending = tasks.next();
+    let mut stop = std::pin::pin!(stop);
     while let Some(task) = pending.as_mut() {
         tokio::select! {
             joined = task => {
@@ -388,6 +402,9 @@ pub async fn run<C: Connection>(target: String, conns: Vec<C>, opts: &BenchOptio
                     Err(_) => total.record_error(ErrorKind::Other),
                 }
                 pending = tasks.next();
+            }
+            () = &mut stop, if !stopped.load(Ordering::Relaxed) => {
+                stopped.store(true, Ordering::Relaxed);
             }
             _ = ticker.tick(), if bar.is_some() => {
                 if let Some(bar) = &bar {
@@ -431,6 +448,8 @@ struct Caller<C> {
     body: Vec<u8>,
     verify: bool,
     deadline: Option<Instant>,
+    /// Set once to end the run early; only read on the hot path.
+    stopped: Arc<AtomicBool>,
     quota: Option<u64>,
     pacer: Option<Pacer>,
     progress: Arc<[Progress]>,
@@ -446,7 +465,7 @@ impl<C: Connection> Caller<C> {
         while remaining > 0 {
             remaining -= 1;
             let now = Instant::now();
-            if self.deadline.is_some_and(|d| now >= d) {
+            if self.deadline.is_some_and(|d| now >= d) || self.stopped.load(Ordering::Relaxed) {
                 break;
             }
             // Open loop: latency counts from the intended send time, so a stalled server is
@@ -558,6 +577,38 @@ mod tests {
         assert_eq!(r.calls, 200);
         assert!(r.elapsed_secs >= 0.09, "{}", r.elapsed_secs);
         assert_eq!(r.rate, Some(2000.0));
+    }
+
+    /// Echoes, yielding to the runtime on each call; fires `stop` on the 100th call.
+    struct StopAfter100 {
+        n: AtomicU32,
+        stop: std::sync::Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
+    }
+
+    impl Connection for StopAfter100 {
+        async fn call(&self, _msg: u32, body: &[u8]) -> Result<Bytes, ErrorKind> {
+            tokio::task::yield_now().await;
+            if self.n.fetch_add(1, Ordering::Relaxed) + 1 == 100 {
+                if let Some(tx) = self.stop.lock().unwrap().take() {
+                    let _ = tx.send(());
+                }
+            }
+            Ok(Bytes::copy_from_slice(body))
+        }
+    }
+
+    #[tokio::test]
+    async fn stop_signal_ends_the_run_early() {
+        // No duration and a request count that would take forever: only the signal ends it.
+        let opts = BenchOptions { duration: None, requests: Some(u64::MAX), concurrency: 3, ..Default::default() };
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let conn = StopAfter100 { n: AtomicU32::new(0), stop: std::sync::Mutex::new(Some(tx)) };
+        let stop = async {
+            let _ = rx.await;
+        };
+        let r = run_until("t".into(), vec![conn], &opts, stop).await;
+        assert_eq!(r.errors, 0);
+        assert!((100..1000).contains(&r.calls), "{}", r.calls);
     }
 
     #[test]

@@ -181,7 +181,11 @@ async fn bench(args: BenchArgs) -> Result<(), CliError> {
         Some(_) => format!("embedded echo server at {target}"),
         None => target.clone(),
     };
-    let report = bench::run(name, conns, &opts).await;
+    // Ctrl-C ends the run early and still prints the report.
+    let interrupted = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let report = bench::run_until(name, conns, &opts, interrupted).await;
     if let Some(server) = embedded {
         server.stop().await;
     }
