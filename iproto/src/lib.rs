@@ -4,14 +4,19 @@
 //! (go-iproto, Perl's MR::IProto, Tarantool 1.5, Octopus), byte-compatible with them.
 //!
 //! * [`wire`]: the 12-byte header packet format and its `tokio_util` codec.
-//! * [`pack`]: `#[derive(IprotoPack, IprotoUnpack)]` serialization, fixed-width little-endian
+//! * [`pack`](mod@pack): `#[derive(IprotoPack, IprotoUnpack)]` serialization, fixed-width little-endian
 //!   and BER (Perl `pack 'w'`) modes, zero-copy borrowed fields.
 #![warn(missing_docs)]
 
 pub mod pack;
 pub mod wire;
 
-// pub use iproto_derive::{IprotoPack, IprotoUnpack}; // enabled with the derive crate
+// Lets the derives' `::iproto::...` paths resolve inside this crate's own unit tests.
+extern crate self as iproto;
+
+/// The `bytes` crate, for `Bytes` fields and hand-written impls (`BufMut`).
+pub use bytes;
+pub use iproto_derive::{IprotoPack, IprotoUnpack};
 pub use pack::{
     append, append_ber, pack, pack_ber, unpack, unpack_ber, unpack_exact, unpack_exact_ber, DecodeError,
     DecodeErrorKind, IprotoPack, IprotoUnpack, IprotoUnpackOwned, Mode, PackError, Reader,

@@ -549,9 +549,9 @@ where
         local,
         config,
     });
-    // The returned handle must exist before the reader starts: a request handled before it
-    // would otherwise take the handle count from 0 to 1 and back, closing the channel.
-    let handle = Channel::from_shared(shared.clone());
+    // Count the first handle before any task runs: a handler's temporary handle dropped
+    // earlier would otherwise take the count from 1 to 0 and close the channel.
+    let channel = Channel::from_shared(shared.clone());
     let span = tracing::debug_span!(
         "iproto",
         peer = %shared.peer.as_ref().map(|a| a.to_string()).unwrap_or_default(),
@@ -578,5 +578,5 @@ where
         }
         .instrument(span),
     );
-    handle
+    channel
 }

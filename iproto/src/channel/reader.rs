@@ -2,16 +2,18 @@
 //! (W-12): the reply of a pending call, a late reply of an abandoned call (dropped and
 //! counted), a packet for the hijack buffer, a ping, a shutdown, or a request for the handler.
 
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::Ordering::SeqCst;
+use std::pin::Pin;
+use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 
 use bytes::{BufMut, BytesMut};
 use futures_util::FutureExt;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio_util::codec::Decoder;
 
-use super::handler::DynHandler;
 use super::pending::key;
 use super::stats::Counters;
 use super::writer::Wait;
@@ -31,21 +33,32 @@ pub(crate) struct ReaderOutput<R> {
     pub leftover: BytesMut,
 }
 
+/// Per-read-batch scratch space, reused across reads.
+#[derive(Default)]
+struct Batch {
+    packets: Vec<Packet>,
+    others: Vec<Packet>,
+    completions: Vec<(tokio::sync::oneshot::Sender<super::pending::Reply>, bytes::Bytes)>,
+    /// Replies of handlers that answered at once, written to the outbox in one go.
+    replies: BytesMut,
+    reply_count: usize,
+}
+
 /// The reader task.
 pub(crate) async fn run<R: AsyncRead + Unpin>(shared: Arc<Shared>, mut r: R) -> ReaderOutput<R> {
     let mut codec = PacketCodec::with_size_limit(shared.config.size_limit);
     let mut buf = BytesMut::with_capacity(MIN_READ);
     let mut hijacked = BytesMut::new();
+    let mut batch = Batch::default();
     let result: Result<(), Error> = async {
         loop {
-            let mut got = 0u64;
             while let Some(packet) = codec.decode(&mut buf)? {
-                got += 1;
-                dispatch(&shared, packet, &mut hijacked).await;
+                batch.packets.push(packet);
             }
-            if got > 0 {
-                shared.stats.packets_received.fetch_add(got, std::sync::atomic::Ordering::Relaxed);
+            if !batch.packets.is_empty() {
+                shared.stats.packets_received.fetch_add(batch.packets.len() as u64, Relaxed);
                 shared.touch();
+                process(&shared, &mut batch, &mut hijacked).await;
             }
             // Grow in chunks as bytes arrive, never by a length a header claims; shrink an
             // idle buffer back to the minimum.
@@ -67,7 +80,7 @@ pub(crate) async fn run<R: AsyncRead + Unpin>(shared: Arc<Shared>, mut r: R) -> 
                 let pending = shared.pending().len();
                 return if pending > 0 { Err(Error::PeerClosed { pending }) } else { Ok(()) };
             }
-            shared.stats.bytes_received.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+            shared.stats.bytes_received.fetch_add(n as u64, Relaxed);
         }
     }
     .await;
@@ -81,29 +94,59 @@ pub(crate) async fn run<R: AsyncRead + Unpin>(shared: Arc<Shared>, mut r: R) -> 
     ReaderOutput { half: r, leftover: hijacked }
 }
 
-/// Classifies one packet (W-12) and acts on it.
-async fn dispatch(shared: &Arc<Shared>, packet: Packet, hijacked: &mut BytesMut) {
-    let h = packet.header;
-    let k = key(h.msg, h.sync);
-    let late = {
+/// Classifies the packets of one read (W-12): replies of pending calls and late replies under
+/// one lock of the pending table, then everything else in arrival order.
+async fn process(shared: &Arc<Shared>, batch: &mut Batch, hijacked: &mut BytesMut) {
+    let mut late = 0u64;
+    let emptied = {
         let mut pending = shared.pending();
-        if let Some(tx) = pending.take(k) {
-            let empty = pending.is_empty();
-            drop(pending);
-            let _ = tx.send(Ok(packet.body));
-            if empty {
-                shared.changed.notify_waiters();
+        let had_calls = !pending.is_empty();
+        for packet in batch.packets.drain(..) {
+            let k = key(packet.header.msg, packet.header.sync);
+            if let Some(tx) = pending.take(k) {
+                batch.completions.push((tx, packet.body));
+            } else if pending.take_abandoned(k) {
+                late += 1;
+                tracing::debug!(msg = packet.header.msg, sync = packet.header.sync, "dropped a late reply");
+            } else {
+                batch.others.push(packet);
             }
-            return;
         }
-        pending.take_abandoned(k)
+        had_calls && pending.is_empty()
     };
-    if late {
-        // A reply whose call gave up: not a request (SPEC.md section 1, fixes W-12).
-        Counters::inc(&shared.stats.late_replies);
-        tracing::debug!(msg = h.msg, sync = h.sync, "dropped a late reply");
+    for (tx, body) in batch.completions.drain(..) {
+        let _ = tx.send(Ok(body));
+    }
+    if emptied {
+        shared.changed.notify_waiters();
+    }
+    if late > 0 {
+        // Replies whose calls gave up are not requests (SPEC.md section 1, fixes W-12).
+        shared.stats.late_replies.fetch_add(late, Relaxed);
+    }
+    let mut others = std::mem::take(&mut batch.others);
+    for packet in others.drain(..) {
+        dispatch(shared, packet, hijacked, batch).await;
+    }
+    batch.others = others;
+    flush_replies(shared, batch).await;
+}
+
+/// Writes the batched replies to the outbox.
+async fn flush_replies(shared: &Shared, batch: &mut Batch) {
+    if batch.reply_count == 0 {
         return;
     }
+    let count = std::mem::take(&mut batch.reply_count);
+    if let Err(e) = shared.enqueue_encoded(&batch.replies, count).await {
+        tracing::debug!(error = %e, "could not send replies");
+    }
+    batch.replies.clear();
+}
+
+/// Acts on one packet that is not a reply: hijack buffer, ping, shutdown or request.
+async fn dispatch(shared: &Arc<Shared>, packet: Packet, hijacked: &mut BytesMut, batch: &mut Batch) {
+    let h = packet.header;
     if shared.hijacking.load(SeqCst) {
         // C-35: complete non-reply packets go to the hijack buffer, in order.
         hijacked.reserve(wire::HEADER_LEN + packet.body.len());
@@ -112,9 +155,16 @@ async fn dispatch(shared: &Arc<Shared>, packet: Packet, hijacked: &mut BytesMut)
         return;
     }
     match h.msg {
-        MSG_PING => answer_ping(shared, h.sync).await,
-        MSG_SHUTDOWN => shared.peer_shutdown_received(),
-        _ => handle_request(shared, packet).await,
+        MSG_PING => {
+            flush_replies(shared, batch).await;
+            answer_ping(shared, h.sync).await
+        }
+        MSG_SHUTDOWN => {
+            // Replies to earlier requests go out before our own 0xff01.
+            flush_replies(shared, batch).await;
+            shared.peer_shutdown_received()
+        }
+        _ => handle_request(shared, packet, batch).await,
     }
 }
 
@@ -130,7 +180,7 @@ async fn answer_ping(shared: &Arc<Shared>, sync: u32) {
     }
 }
 
-async fn handle_request(shared: &Arc<Shared>, packet: Packet) {
+async fn handle_request(shared: &Arc<Shared>, packet: Packet, batch: &mut Batch) {
     if shared.dropped.load(SeqCst) {
         return;
     }
@@ -139,26 +189,44 @@ async fn handle_request(shared: &Arc<Shared>, packet: Packet) {
         return;
     };
     Counters::inc(&shared.stats.requests);
+    let (msg, sync) = (packet.header.msg, packet.header.sync);
+    let channel = Channel::from_shared(shared.clone());
+    let mut work = AssertUnwindSafe(handler.handle_boxed(packet, channel)).catch_unwind();
     if shared.config.inline_handlers {
-        serve(shared.clone(), handler, packet).await;
+        finish(shared, msg, sync, work.await).await;
         return;
     }
     // At the concurrency limit the reader waits here: back-pressure to the peer.
     let Ok(permit) = shared.handler_slots.clone().acquire_owned().await else {
         return;
     };
+    // Poll the handler once here: one that answers at once (an echo, a cache hit) costs no
+    // task hand-off. One that would wait gets its own task and is polled again there, which
+    // registers the real waker.
+    let first = Pin::new(&mut work).poll(&mut Context::from_waker(Waker::noop()));
+    if let Poll::Ready(result) = first {
+        drop(permit);
+        match result {
+            Ok(Some(body)) if body.len() <= u32::MAX as usize => {
+                batch.replies.reserve(wire::HEADER_LEN + body.len());
+                let _ = wire::encode_packet(&mut batch.replies, msg, sync, &body);
+                batch.reply_count += 1;
+            }
+            other => finish(shared, msg, sync, other).await,
+        }
+        return;
+    }
     let shared = shared.clone();
     tokio::spawn(async move {
-        serve(shared, handler, packet).await;
+        let result = work.await;
+        finish(&shared, msg, sync, result).await;
         drop(permit);
     });
 }
 
-/// Runs the handler, catching a panic, and sends its reply.
-async fn serve(shared: Arc<Shared>, handler: Arc<dyn DynHandler>, packet: Packet) {
-    let (msg, sync) = (packet.header.msg, packet.header.sync);
-    let channel = Channel::from_shared(shared.clone());
-    match AssertUnwindSafe(handler.handle_boxed(packet, channel)).catch_unwind().await {
+/// Sends the handler's reply, or counts its panic.
+async fn finish(shared: &Shared, msg: u32, sync: u32, result: std::thread::Result<Option<bytes::Bytes>>) {
+    match result {
         Ok(Some(body)) => {
             if let Err(e) = shared.enqueue(msg, sync, &body, Wait::Forever).await {
                 tracing::debug!(msg, sync, error = %e, "could not send a reply");

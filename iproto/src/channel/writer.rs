@@ -66,6 +66,33 @@ impl Shared {
     /// Adds the packet if there is room; `Ok(false)` if the queue is full.
     #[inline]
     fn try_enqueue(&self, msg: u32, sync: u32, body: &[u8]) -> Result<bool, Error> {
+        self.try_push(1, |buf| {
+            buf.reserve(HEADER_LEN + body.len());
+            encode_packet(buf, msg, sync, body).map_err(Error::from)
+        })
+    }
+
+    /// Queues `count` already encoded packets at once (the reader's batched replies), waiting
+    /// until the queue is not full. The batch may take the queue past its limit: it is bounded
+    /// by one read of the socket.
+    pub(crate) async fn enqueue_encoded(&self, packets: &[u8], count: usize) -> Result<(), Error> {
+        loop {
+            let room = self.room.notified();
+            tokio::pin!(room);
+            room.as_mut().enable();
+            if self.try_push(count, |buf| {
+                buf.extend_from_slice(packets);
+                Ok(())
+            })? {
+                return Ok(());
+            }
+            room.await;
+        }
+    }
+
+    /// Runs `write` on the outbox if the queue is not full and counts `count` packets.
+    #[inline]
+    fn try_push(&self, count: usize, write: impl FnOnce(&mut BytesMut) -> Result<(), Error>) -> Result<bool, Error> {
         let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
         if out.closed {
             return Err(Error::Stopped);
@@ -73,9 +100,8 @@ impl Shared {
         if out.queued >= self.config.write_queue.max(1) {
             return Ok(false);
         }
-        out.buf.reserve(HEADER_LEN + body.len());
-        encode_packet(&mut out.buf, msg, sync, body)?;
-        out.queued += 1;
+        write(&mut out.buf)?;
+        out.queued += count;
         drop(out);
         self.wake_writer.notify_one();
         Ok(true)
@@ -114,7 +140,11 @@ pub(crate) async fn run<W: AsyncWrite + Unpin>(shared: Arc<Shared>, mut w: W) ->
             }
             (packets, last)
         };
-        shared.room.notify_waiters();
+        // Wake as many waiting senders as there are free slots, not all of them: with
+        // thousands of callers waiting, waking everyone per batch is quadratic.
+        for _ in 0..packets.min(shared.config.write_queue.max(1)) {
+            shared.room.notify_one();
+        }
         if !batch.is_empty() {
             let write = async {
                 w.write_all(&batch).await?;

@@ -44,6 +44,28 @@ pub fn put<B: BufMut>(buf: &mut B, value: u64) {
 /// Returns the value and the number of bytes used. `offset` is only used for errors.
 #[inline]
 pub fn get(input: &[u8], bits: u32, target: &'static str, offset: usize) -> Result<(u64, usize), DecodeError> {
+    // Fast path: a u64 accumulator that cannot overflow while its top 7 bits are clear. Every
+    // unusual outcome (error or a 10-byte u64 near the limit) is left to the exact slow path.
+    let max_bytes = (bits / 7 + 1) as usize;
+    let mut acc: u64 = 0;
+    for (i, &b) in input.iter().take(max_bytes).enumerate() {
+        if acc >> 57 != 0 {
+            break;
+        }
+        acc = (acc << 7) | u64::from(b & 0x7f);
+        if b & 0x80 == 0 {
+            if bits < 64 && acc >> bits != 0 {
+                break;
+            }
+            return Ok((acc, i + 1));
+        }
+    }
+    get_slow(input, bits, target, offset)
+}
+
+/// [`get`] with a 128-bit accumulator, so that overflow errors report the decoded value.
+#[cold]
+fn get_slow(input: &[u8], bits: u32, target: &'static str, offset: usize) -> Result<(u64, usize), DecodeError> {
     let max_bytes = (bits / 7 + 1) as usize;
     let mut acc: u128 = 0;
     for (i, &b) in input.iter().take(max_bytes).enumerate() {
@@ -121,5 +143,29 @@ mod tests {
         assert!(matches!(get(&[0x81], 32, "u32", 3).unwrap_err().kind(), DecodeErrorKind::UnexpectedEnd { .. }));
         // Non-canonical leading 0x80 groups are accepted (S-5).
         assert_eq!(get(&[0x80, 0x80, 0x01], 16, "u16", 0).unwrap(), (1, 3));
+    }
+
+    #[test]
+    fn fast_path_agrees_with_slow_path() {
+        // The u64 fast path must give the 128-bit path's answer on every input, including
+        // 10-byte u64 encodings at and past 2^64 (S-13).
+        let mut inputs: Vec<Vec<u8>> =
+            vec![hex::decode("81ffffffffffffffff7f").unwrap(), vec![0x82; 9], vec![0x80; 12]];
+        inputs[1].push(0x00);
+        for first in [0x80u8, 0x81, 0x82, 0xff] {
+            for last in [0x00u8, 0x7f, 0x80] {
+                for len in 1..12 {
+                    let mut v = vec![first];
+                    v.extend(std::iter::repeat_n(0xffu8, len - 1));
+                    v.push(last);
+                    inputs.push(v);
+                }
+            }
+        }
+        for input in &inputs {
+            for (bits, target) in [(16, "u16"), (32, "u32"), (64, "u64")] {
+                assert_eq!(get(input, bits, target, 0), get_slow(input, bits, target, 0), "{input:02x?} as {target}");
+            }
+        }
     }
 }

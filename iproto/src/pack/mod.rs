@@ -35,6 +35,8 @@ mod error;
 mod impls;
 mod reader;
 pub mod seq;
+#[cfg(test)]
+mod tests;
 
 use bytes::BufMut;
 

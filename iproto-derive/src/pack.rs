@@ -1,0 +1,134 @@
+//! `#[derive(IprotoPack)]`: writes the fields in declaration order, each in its own mode (the
+//! mode handed to the struct is ignored, S-2); enums write their tag first.
+
+use proc_macro2::{Literal, TokenStream};
+use quote::{quote, ToTokens};
+use syn::DeriveInput;
+
+use crate::attr::{FieldCodec, TagType};
+use crate::model::{self, Data, Field, Fields, Style};
+
+pub fn expand(input: &DeriveInput) -> syn::Result<TokenStream> {
+    let cont = model::from_input(input)?;
+    let ident = cont.ident;
+    let generics = cont.bounded_generics(quote!(::iproto::IprotoPack));
+    let (impl_generics, _, where_clause) = generics.split_for_impl();
+    let (_, ty_generics, _) = cont.generics.split_for_impl();
+    let (body, hint) = match &cont.data {
+        Data::Struct(fields) => struct_body(fields),
+        Data::Enum { tag, variants } => enum_body(*tag, variants),
+    };
+    Ok(quote! {
+        #[automatically_derived]
+        impl #impl_generics ::iproto::IprotoPack for #ident #ty_generics #where_clause {
+            #[inline]
+            fn pack<__B: ::iproto::bytes::BufMut>(
+                &self,
+                __buf: &mut __B,
+                _: ::iproto::Mode,
+            ) -> ::core::result::Result<(), ::iproto::PackError> {
+                #body
+            }
+
+            #[inline]
+            fn size_hint(&self, _: ::iproto::Mode) -> usize {
+                #hint
+            }
+        }
+    })
+}
+
+fn struct_body(fields: &Fields) -> (TokenStream, TokenStream) {
+    let access = |f: &Field| {
+        let member = &f.member;
+        quote!(&self.#member)
+    };
+    let writes = fields.packed().map(|f| write_field(f, &access(f)));
+    let hints = fields.packed().map(|f| field_hint(f, &access(f)));
+    (quote!(#(#writes)* ::core::result::Result::Ok(())), quote!(0usize #(+ #hints)*))
+}
+
+fn enum_body(tag: TagType, variants: &[model::Variant]) -> (TokenStream, TokenStream) {
+    let mut arms = Vec::new();
+    let mut hint_arms = Vec::new();
+    for v in variants {
+        let pattern = variant_pattern(v.ident, &v.fields);
+        let tag_write = write_tag(tag, v.tag);
+        let tag_len = tag_len(tag, v.tag);
+        let binding = |f: &Field| {
+            let b = &f.binding;
+            quote!(#b)
+        };
+        let writes = v.fields.packed().map(|f| write_field(f, &binding(f)));
+        let hints = v.fields.packed().map(|f| field_hint(f, &binding(f)));
+        arms.push(quote!(#pattern => { #tag_write #(#writes)* }));
+        hint_arms.push(quote!(#pattern => #tag_len #(+ #hints)*));
+    }
+    (
+        quote! {
+            match self { #(#arms)* }
+            ::core::result::Result::Ok(())
+        },
+        quote!(match self { #(#hint_arms,)* }),
+    )
+}
+
+/// `Self::V { a: __f0, .. }`, `Self::V(__f0, _)` or `Self::V`, binding the packed fields.
+fn variant_pattern(ident: &syn::Ident, fields: &Fields) -> TokenStream {
+    match fields.style {
+        Style::Unit => quote!(Self::#ident),
+        Style::Named => {
+            let binds = fields.packed().map(|f| {
+                let (member, b) = (&f.member, &f.binding);
+                quote!(#member: #b)
+            });
+            quote!(Self::#ident { #(#binds,)* .. })
+        }
+        Style::Tuple => {
+            let binds = fields.list.iter().map(|f| if f.is_packed() { f.binding.to_token_stream() } else { quote!(_) });
+            quote!(Self::#ident(#(#binds),*))
+        }
+    }
+}
+
+/// Writes one field; `value` is an expression of type `&FieldType`.
+fn write_field(f: &Field, value: &TokenStream) -> TokenStream {
+    let mode = f.mode;
+    match &f.codec {
+        FieldCodec::Plain => quote!(::iproto::IprotoPack::pack(#value, __buf, #mode)?;),
+        FieldCodec::Elem(elem) => quote!(::iproto::pack::seq::pack(#value, __buf, #mode, #elem)?;),
+        FieldCodec::With(path) => quote!(#path::pack(#value, __buf, #mode)?;),
+        FieldCodec::Skip => quote!(),
+    }
+}
+
+fn field_hint(f: &Field, value: &TokenStream) -> TokenStream {
+    let mode = f.mode;
+    match &f.codec {
+        FieldCodec::Plain | FieldCodec::Elem(_) => quote!(::iproto::IprotoPack::size_hint(#value, #mode)),
+        FieldCodec::With(_) | FieldCodec::Skip => quote!(0usize),
+    }
+}
+
+fn write_tag(ty: TagType, tag: u64) -> TokenStream {
+    // The model checked that `tag` fits `ty`.
+    let fixed = |lit: Literal| quote!(::iproto::IprotoPack::pack(&#lit, __buf, ::iproto::Mode::Fixed)?;);
+    match ty {
+        TagType::U8 => fixed(Literal::u8_suffixed(tag as u8)),
+        TagType::U16 => fixed(Literal::u16_suffixed(tag as u16)),
+        TagType::U32 => fixed(Literal::u32_suffixed(tag as u32)),
+        TagType::Ber => {
+            let lit = Literal::u64_suffixed(tag);
+            quote!(::iproto::pack::ber::put(__buf, #lit);)
+        }
+    }
+}
+
+fn tag_len(ty: TagType, tag: u64) -> usize {
+    match ty {
+        TagType::U8 => 1,
+        TagType::U16 => 2,
+        TagType::U32 => 4,
+        TagType::Ber => (64 - (tag | 1).leading_zeros() as usize).div_ceil(7),
+    }
+}
