@@ -1,6 +1,6 @@
 //! Library behind the `iproto` command: the command line ([`cli`]), the `--pack`/`--unpack`
 //! spec language ([`spec`]), hex input and dumps ([`hexdump`]), the load generator of
-//! `iproto bench` ([`bench`]), and the thin network layer that runs each subcommand
+//! `iproto bench` ([`mod@bench`]), and the thin network layer that runs each subcommand
 //! ([`run`], [`serve`]).
 #![warn(missing_docs)]
 

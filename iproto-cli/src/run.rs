@@ -1,4 +1,4 @@
-//! Running the subcommands: the thin network layer between the parsed [`Cli`] and the
+//! Running the subcommands: the thin network layer between the parsed [`Cli`](crate::cli::Cli) and the
 //! `iproto` runtime. Command output goes to stdout, logs to stderr through `tracing`.
 
 use std::io::{IsTerminal, Write};
@@ -90,7 +90,7 @@ async fn ping(args: PingArgs) -> Result<(), CliError> {
     let mut ticker = tokio::time::interval(args.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let (mut sent, mut rtts) = (0u64, Vec::new());
-    while args.count.map_or(true, |n| sent < n) {
+    while args.count.is_none_or(|n| sent < n) {
         tokio::select! {
             _ = ticker.tick() => {}
             _ = &mut interrupted => break,
