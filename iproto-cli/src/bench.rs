@@ -302,7 +302,10 @@ impl Pacer {
 
     /// The intended send time of the next request, advancing the schedule.
     pub fn next_send(&mut self) -> Instant {
-        let at = self.start + self.first + self.interval * self.sent;
+        // Schedules beyond what an Instant holds (absurdly low rates) become "far away".
+        let offset = self.interval.checked_mul(self.sent).and_then(|d| d.checked_add(self.first));
+        let far = || self.start.checked_add(Duration::from_secs(1 << 30)).unwrap_or(self.start);
+        let at = offset.and_then(|d| self.start.checked_add(d)).unwrap_or_else(far);
         self.sent = self.sent.saturating_add(1);
         at
     }
@@ -366,7 +369,8 @@ pub async fn run_until<C: Connection>(
     let conns: Vec<Arc<C>> = conns.into_iter().map(Arc::new).collect();
     let progress: Arc<[Progress]> = (0..callers).map(|_| Progress::default()).collect();
     let start = Instant::now();
-    let deadline = opts.duration.map(|d| start + d);
+    // A duration too long to represent is no deadline at all.
+    let deadline = opts.duration.and_then(|d| start.checked_add(d));
     let stopped = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::with_capacity(callers);
     for id in 0..callers {
@@ -553,6 +557,14 @@ mod tests {
         let opts = BenchOptions { requests: Some(100), duration: None, verify: false, ..Default::default() };
         let r = run("t".into(), vec![flaky(2, u32::MAX)], &opts).await;
         assert_eq!((r.calls, r.errors), (100, 0));
+    }
+
+    #[tokio::test]
+    async fn huge_duration_and_rate_limits_do_not_overflow() {
+        let opts = BenchOptions { duration: Some(Duration::MAX), requests: Some(10), ..Default::default() };
+        assert_eq!(run("t".into(), vec![flaky(u32::MAX, u32::MAX)], &opts).await.calls, 10);
+        let mut p = Pacer::new(Instant::now(), 1e-300, 7, 10_000);
+        assert!(p.next_send() > Instant::now());
     }
 
     #[tokio::test]

@@ -90,7 +90,7 @@ Examples:
   iproto serve 127.0.0.1:3301 --echo         echo every request
   iproto serve 127.0.0.1:0 --echo            pick a free port (printed on the first line)
   iproto serve unix:/tmp/app.sock -v         log every packet, reply to none
-  iproto serve 0.0.0.0:3301 --echo --max-conns 100 --idle-timeout 30s
+  iproto serve 0.0.0.0:3301 --echo --max-conns 100 --idle-timeout 30s --size-limit 1048576
 
 The first line on stdout is always `listening on HOST:PORT`. Ctrl-C shuts down gracefully.";
 
@@ -233,6 +233,9 @@ pub struct ServeArgs {
     /// Close connections silent for this long (e.g. 30s).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub idle_timeout: Option<Duration>,
+    /// Largest request body accepted, in bytes; a larger one closes the connection.
+    #[arg(long, value_name = "BYTES", default_value_t = iproto::wire::DEFAULT_SIZE_LIMIT)]
+    pub size_limit: u32,
 }
 
 /// Arguments of `iproto decode`.
@@ -251,11 +254,11 @@ pub struct DecodeArgs {
 pub struct BenchArgs {
     /// Server address (host:port or unix:/path); none starts an embedded echo server.
     pub addr: Option<String>,
-    /// Connections to open.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    /// Connections to open (1 to 10 000).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub conns: u32,
-    /// Callers, each keeping one request in flight, spread over the connections.
-    #[arg(short, long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    /// Callers, each keeping one request in flight, spread over the connections (1 to 100 000).
+    #[arg(short, long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub concurrency: u32,
     /// Request body size in bytes.
     #[arg(long, default_value_t = 32)]
@@ -331,8 +334,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 
 fn parse_rate(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
-        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
-        _ => Err(format!("{text:?} is not a positive rate in requests per second")),
+        Ok(r) if r.is_finite() && r >= 0.001 => Ok(r),
+        _ => Err(format!("{text:?} is not a rate in requests per second (at least 0.001)")),
     }
 }
 
@@ -417,6 +420,8 @@ mod tests {
         assert_eq!((o.duration, o.requests, o.verify, o.rate), (None, Some(10), false, Some(100.0)));
         assert!(parse(&["bench", "--conns", "0"]).is_err());
         assert!(parse(&["bench", "--rate", "0"]).is_err());
+        assert!(parse(&["bench", "--rate", "1e-300"]).is_err());
+        assert!(parse(&["bench", "--concurrency", "100001"]).is_err());
     }
 
     #[test]

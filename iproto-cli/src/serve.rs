@@ -23,6 +23,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
         config.max_connections = max;
     }
     config.channel.idle_timeout = args.idle_timeout;
+    config.channel.size_limit = args.size_limit;
     let server = Server::bind_with(&args.addr, config)
         .await
         .map_err(|source| CliError::Bind { addr: args.addr.clone(), source })?;

@@ -213,6 +213,16 @@ fn serve_idle_timeout_closes_silent_connections() {
 }
 
 #[test]
+fn serve_size_limit_closes_oversized_requests() {
+    let s = Server::start(&["127.0.0.1:0", "--echo", "--size-limit", "4"]);
+    let o = iproto(&["call", &s.addr, "1", "01020304", "--plain"]);
+    assert_eq!(stdout(&o), "01020304\n", "{}", stderr(&o));
+    let o = iproto(&["call", &s.addr, "1", "0102030405"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).starts_with("iproto: error: call to"), "{}", stderr(&o));
+}
+
+#[test]
 fn decode_offline() {
     let o = iproto(&["decode", "--unpack", "u32 ber berstr raw", "07000000", "822c 02 6869", "ffff"]);
     assert!(o.status.success(), "{}", stderr(&o));
