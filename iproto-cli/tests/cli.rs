@@ -152,6 +152,8 @@ fn call_over_unix_socket() {
     assert_eq!(stdout(&o), "0201\n", "{}", stderr(&o));
     let o = iproto(&["ping", &addr, "-c", "1"]);
     assert!(o.status.success(), "{}", stderr(&o));
+    let r = json(&iproto(&["bench", &addr, "--requests", "200", "--concurrency", "4", "--json"]));
+    assert_eq!((r["calls"].as_u64(), r["errors"].as_u64()), (Some(200), Some(0)));
     assert_eq!(s.interrupt().code(), Some(0));
     assert!(!path.exists(), "socket file left behind");
 }
@@ -231,6 +233,15 @@ fn decode_offline() {
     assert_eq!(stdout(&o), "u16 513\nrest 03\n");
     let o = iproto(&["decode", "--unpack", "u32", "0102"]);
     assert_one_line_error(&o, "field 1 (u32)");
+    let mut child = Command::new(BIN)
+        .args(["decode", "--unpack", "i16", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), b"2efb\n").unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(stdout(&o), "i16 -1234\n");
 }
 
 #[test]
