@@ -36,7 +36,8 @@ pub async fn connect(addr: &str, timeout: Duration) -> Result<Channel, CliError>
     }
 }
 
-fn out(text: &str) -> Result<(), CliError> {
+/// Writes command output to stdout and flushes it (so `listening on` reaches a pipe at once).
+pub(crate) fn out(text: &str) -> Result<(), CliError> {
     let mut stdout = std::io::stdout().lock();
     stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()).map_err(CliError::Output)
 }

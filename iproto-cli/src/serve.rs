@@ -1,8 +1,6 @@
 //! `iproto serve` and the embedded echo server of `iproto bench`: an [`iproto::Server`] with an
 //! echo or log-only handler, shut down gracefully on Ctrl-C or SIGTERM.
 
-use std::io::Write;
-
 use bytes::Bytes;
 use iproto::server::{Server, ServerConfig};
 use iproto::{Channel, Packet};
@@ -28,10 +26,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
         .await
         .map_err(|source| CliError::Bind { addr: args.addr.clone(), source })?;
     let local = server.local_addr().to_string();
-    {
-        let mut stdout = std::io::stdout().lock();
-        writeln!(stdout, "listening on {local}").and_then(|()| stdout.flush()).map_err(CliError::Output)?;
-    }
+    crate::run::out(&format!("listening on {local}\n"))?;
     tracing::info!(addr = %local, echo = args.echo, "serving");
     let stopped = if args.echo {
         server.serve_with_shutdown(echo, shutdown_signal()).await
