@@ -36,6 +36,11 @@ impl ErrorKind {
     const ALL: [ErrorKind; 5] =
         [ErrorKind::Timeout, ErrorKind::Mismatch, ErrorKind::Closed, ErrorKind::Io, ErrorKind::Other];
 
+    /// Whether the connection cannot carry further calls, so the caller stops.
+    pub fn is_fatal(self) -> bool {
+        matches!(self, ErrorKind::Closed | ErrorKind::Io)
+    }
+
     /// The name used in the table and the JSON report.
     pub fn name(self) -> &'static str {
         match self {
@@ -494,7 +499,14 @@ impl<C: Connection> Caller<C> {
                     stats.record_ok(started.elapsed(), bytes_per_call);
                 }
                 Ok(_) => stats.record_error(ErrorKind::Mismatch),
-                Err(kind) => stats.record_error(kind),
+                Err(kind) => {
+                    stats.record_error(kind);
+                    if kind.is_fatal() {
+                        // The connection is gone for good (channels do not redial): spinning
+                        // on instant failures would only burn the CPU the others need.
+                        break;
+                    }
+                }
             }
             done += 1;
             // A plain store on the caller's own cache line: no read-modify-write.
@@ -550,6 +562,23 @@ mod tests {
         assert!(json["errors_by_kind"].is_object());
         assert_eq!(json["concurrency"], 7);
         assert!(r.to_table().contains("mismatch"));
+    }
+
+    /// A connection that is already closed.
+    struct Closed;
+
+    impl Connection for Closed {
+        async fn call(&self, _msg: u32, _body: &[u8]) -> Result<Bytes, ErrorKind> {
+            Err(ErrorKind::Closed)
+        }
+    }
+
+    #[tokio::test]
+    async fn callers_stop_on_a_closed_connection() {
+        let opts = BenchOptions { duration: None, requests: Some(u64::MAX), concurrency: 5, ..Default::default() };
+        let r = run("t".into(), vec![Closed], &opts).await;
+        assert_eq!((r.calls, r.errors), (0, 5));
+        assert_eq!(r.errors_by_kind.get("closed"), Some(&5));
     }
 
     #[tokio::test]

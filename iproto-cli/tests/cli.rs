@@ -294,6 +294,15 @@ fn bench_counts_timeouts_by_kind() {
 }
 
 #[test]
+fn bench_callers_stop_when_the_server_drops_the_connection() {
+    // Every 32-byte request exceeds the limit, so the server closes the connection at once.
+    let s = Server::start(&["127.0.0.1:0", "--echo", "--size-limit", "4"]);
+    let r = json(&iproto(&["bench", &s.addr, "--concurrency", "6", "--duration", "30s", "--json"]));
+    assert_eq!(r["calls"], 0);
+    assert_eq!(r["errors"], 6, "{r}");
+}
+
+#[test]
 fn bad_input_gives_one_line() {
     let s = Server::echo();
     assert_one_line_error(&iproto(&["call", &s.addr, "1", "0a0"]), "odd number of hex digits");
