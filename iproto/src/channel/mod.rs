@@ -549,6 +549,9 @@ where
         local,
         config,
     });
+    // The caller's handle exists before any task runs: a handler task that took and dropped
+    // its own handle first would otherwise see the count fall to 0 and close the channel.
+    let handle = Channel::from_shared(shared.clone());
     let span = tracing::debug_span!(
         "iproto",
         peer = %shared.peer.as_ref().map(|a| a.to_string()).unwrap_or_default(),
@@ -575,5 +578,5 @@ where
         }
         .instrument(span),
     );
-    Channel::from_shared(shared)
+    handle
 }
