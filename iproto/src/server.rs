@@ -61,8 +61,9 @@ pub struct ServerConfig {
     /// Builds each connection's channel (go-iproto's `Accept`); default
     /// [`Channel::from_stream`]. An error is logged and closes the connection.
     pub accept: Option<AcceptHook>,
-    /// Runs when an accepted channel starts a graceful shutdown (ours or the peer's), while it
-    /// is still connected.
+    /// Runs once when an accepted channel stops taking new calls: a graceful shutdown started
+    /// by either side, or the connection closing. Runs before `on_close`; the channel may
+    /// already be closed when it runs.
     pub on_shutdown: Option<ChannelHook>,
     /// Runs once when an accepted channel has closed.
     pub on_close: Option<ChannelHook>,
@@ -100,7 +101,7 @@ impl ServerConfig {
         self
     }
 
-    /// Sets the hook run when a channel starts a graceful shutdown.
+    /// Sets the hook run when a channel stops taking new calls.
     pub fn on_shutdown<F, Fut>(mut self, hook: F) -> Self
     where
         F: Fn(Channel) -> Fut + Send + Sync + 'static,
@@ -417,9 +418,7 @@ async fn serve_connection(slot: Slot, stream: Stream, config: Arc<ServerConfig>)
     }
     channel.stopping().await;
     if let Some(hook) = &config.on_shutdown {
-        if !channel.is_closed() {
-            run_hook(hook, &channel, config.hook_timeout, "on_shutdown").await;
-        }
+        run_hook(hook, &channel, config.hook_timeout, "on_shutdown").await;
     }
     channel.closed().await;
     inner.registry().channels.remove(&id);
