@@ -418,6 +418,25 @@ impl Pool {
         self.inner.store(channel)
     }
 
+    /// Waits until at least one channel is online, up to `timeout` ([`Error::NoChannel`]);
+    /// starts a dial if none runs. A readiness check that takes no rate-limit token and
+    /// ignores `fail_on_cutoff`.
+    pub async fn wait_online(&self, timeout: Duration) -> Result<(), Error> {
+        let inner = &self.inner;
+        let mut events = inner.events.subscribe();
+        let deadline = Instant::now() + timeout;
+        loop {
+            events.borrow_and_update();
+            if inner.pick()?.is_some() {
+                return Ok(());
+            }
+            inner.dial_background();
+            if tokio::time::timeout_at(deadline, events.changed()).await.is_err() {
+                return Err(Error::NoChannel);
+            }
+        }
+    }
+
     /// The online channels now.
     pub fn online(&self) -> Vec<Channel> {
         self.inner.snapshot().iter().map(|m| m.channel.clone()).collect()
