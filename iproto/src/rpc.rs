@@ -74,7 +74,8 @@
 //!
 //! # tower
 //!
-//! With the `tower` cargo feature, [`Channel`] is a `tower::Service<RawCall>` and [`Client`]
+//! With the `tower` cargo feature, [`Channel`] and [`Pool`](crate::Pool) are
+//! `tower::Service<RawCall>` and [`Client`]
 //! a `tower::Service<R>` for every [`Request`] type `R`, so timeout, retry, load-shedding and
 //! metrics layers stack on them.
 //!
@@ -721,7 +722,7 @@ pub use self::tower_impls::RawCall;
 
 #[cfg(feature = "tower")]
 mod tower_impls {
-    //! `tower::Service` for [`Channel`] (raw calls) and [`Client`] (typed calls), so that
+    //! `tower::Service` for [`Channel`] and [`Pool`] (raw calls) and [`Client`] (typed calls), so that
     //! timeout, retry, load-shedding and metrics layers stack on them.
 
     use std::future::Future;
@@ -732,7 +733,7 @@ mod tower_impls {
 
     use super::{call_encoded, encode, CallError, Client, Request};
     use crate::channel::{CallOptions, Channel, Sender};
-    use crate::Error;
+    use crate::{Error, Pool};
 
     type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
@@ -779,6 +780,21 @@ mod tower_impls {
         fn call(&mut self, req: RawCall) -> Self::Future {
             let channel = self.clone();
             Box::pin(async move { channel.call_with(req.msg, &req.body, req.options).await })
+        }
+    }
+
+    impl tower::Service<RawCall> for Pool {
+        type Response = Bytes;
+        type Error = Error;
+        type Future = BoxFuture<Result<Bytes, Error>>;
+
+        fn poll_ready(&mut self, _cx: &mut TaskContext<'_>) -> Poll<Result<(), Error>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, req: RawCall) -> Self::Future {
+            let pool = self.clone();
+            Box::pin(async move { pool.call_with(req.msg, &req.body, req.options).await })
         }
     }
 

@@ -180,6 +180,34 @@ async fn every_service_method_round_trips_over_tcp() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_service_method_round_trips_over_a_pool() {
+    let (store, mut touched) = store();
+    let server = Server::bind("127.0.0.1:0").await.expect("bind");
+    let addr = server.local_addr().to_string();
+    tokio::spawn(server.serve(KvServer::new(store).into_mux()));
+    let pool = iproto::Pool::dial(&addr, iproto::PoolConfig::default()).await.expect("dial");
+    let kv = KvClient::new(pool.clone());
+
+    assert_eq!(kv.put(&Put { key: "p".into(), data: Bytes::from_static(b"two") }).await.unwrap(), 1);
+    assert_eq!(kv.get(&Get { key: "p".into() }).await.unwrap(), Value { data: Bytes::from_static(b"two"), version: 1 });
+    assert_eq!(kv.get(&Get { key: "q".into() }).await.unwrap_err().service(), Some(&KvError::NotFound));
+    kv.touch(&Touch { key: "p".into() }).await.unwrap();
+    assert_eq!(touched.recv().await.as_deref(), Some("p"));
+    let me = kv.whoami(&()).await.unwrap();
+    assert_eq!(me.msg, 0x13);
+    assert_eq!(pool.request(&Put { key: "r".into(), data: Bytes::new() }).await.unwrap(), 2);
+
+    #[cfg(feature = "tower")]
+    {
+        use tower::{Service, ServiceExt};
+        let mut raw = pool.clone();
+        let body = iproto::pack(&Get { key: "p".into() }).unwrap();
+        let reply = raw.ready().await.unwrap().call(iproto::rpc::RawCall::new(0x10, body)).await.unwrap();
+        assert_eq!(reply[..4], [0, 0, 0, 0]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_types_round_trip_with_sender_ext_and_handle_request() {
     let (tx, mut touched) = mpsc::unbounded_channel();
     let mut mux = ServeMux::new();

@@ -52,7 +52,7 @@ use pending::{key, Pending};
 use writer::{Outbox, Wait};
 
 /// Sends requests and notifications: implemented by [`Channel`] and by
-/// [`Pool`](crate::Pool), so typed clients work over either (go-iproto's `Sender`).
+/// `Pool`, so typed clients work over either (go-iproto's `Sender`).
 pub trait Sender: Send + Sync {
     /// Sends a request and waits for its reply, with per-call options.
     fn call_with(&self, msg: u32, body: &[u8], opts: CallOptions) -> impl Future<Output = Result<Bytes, Error>> + Send;
