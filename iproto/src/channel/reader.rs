@@ -114,15 +114,17 @@ async fn process(shared: &Arc<Shared>, batch: &mut Batch, hijacked: &mut BytesMu
         }
         had_calls && pending.is_empty()
     };
+    if late > 0 {
+        // Replies whose calls gave up are not requests (SPEC.md section 1, fixes W-12).
+        // Counted before the calls of the same read complete, so a caller that sees its
+        // reply also sees the count.
+        shared.stats.late_replies.fetch_add(late, Relaxed);
+    }
     for (tx, body) in batch.completions.drain(..) {
         let _ = tx.send(Ok(body));
     }
     if emptied {
         shared.changed.notify_waiters();
-    }
-    if late > 0 {
-        // Replies whose calls gave up are not requests (SPEC.md section 1, fixes W-12).
-        shared.stats.late_replies.fetch_add(late, Relaxed);
     }
     let mut others = std::mem::take(&mut batch.others);
     for packet in others.drain(..) {
