@@ -2,6 +2,7 @@
 //! field with its resolved wire mode and codec. Built from `syn` and `attr`; the generators in
 //! `pack.rs` and `unpack.rs` read only this.
 
+use syn::ext::IdentExt;
 use syn::{Data as SynData, DeriveInput, Expr, Generics, Ident, Lit, Member, Type, UnOp};
 
 use crate::attr::{Ctxt, EnumAttrs, FieldAttrs, FieldCodec, Mode, StructAttrs, TagType, VariantAttrs};
@@ -80,7 +81,7 @@ impl<'a> Container<'a> {
                 return None;
             }
         };
-        Some(Container { ident: &input.ident, name: input.ident.to_string(), generics: &input.generics, data })
+        Some(Container { ident: &input.ident, name: input.ident.unraw().to_string(), generics: &input.generics, data })
     }
 }
 
@@ -96,7 +97,7 @@ fn fields_from_ast<'a>(cx: &Ctxt, fields: &'a syn::Fields, default: Mode) -> Fie
         .map(|(i, f)| {
             let attrs = FieldAttrs::from_ast(cx, &f.attrs);
             let (member, name) = match &f.ident {
-                Some(ident) => (Member::Named(ident.clone()), ident.to_string()),
+                Some(ident) => (Member::Named(ident.clone()), ident.unraw().to_string()),
                 None => (Member::Unnamed(i.into()), i.to_string()),
             };
             Field {

@@ -124,11 +124,14 @@ fn write_tag(ty: TagType, tag: u64) -> TokenStream {
     }
 }
 
-fn tag_len(ty: TagType, tag: u64) -> usize {
+fn tag_len(ty: TagType, tag: u64) -> TokenStream {
     match ty {
-        TagType::U8 => 1,
-        TagType::U16 => 2,
-        TagType::U32 => 4,
-        TagType::Ber => (64 - (tag | 1).leading_zeros() as usize).div_ceil(7),
+        TagType::U8 => quote!(1usize),
+        TagType::U16 => quote!(2usize),
+        TagType::U32 => quote!(4usize),
+        TagType::Ber => {
+            let lit = Literal::u64_suffixed(tag);
+            quote!(::iproto::pack::ber::encoded_len(#lit))
+        }
     }
 }

@@ -34,3 +34,6 @@ pub mod server;
 
 pub use mux::ServeMux;
 pub use server::{listen_and_serve, Server, ServerConfig, ServerStats};
+pub mod pool;
+
+pub use pool::{Pool, PoolConfig, PoolStats};

@@ -1,18 +1,52 @@
-//! [`Server`]: the accept loop (V-1), with a connection limit, TCP keepalive, accept-error
-//! backoff and graceful shutdown of every accepted channel (V-5).
+//! [`Server`]: the accept loop (V-1) with a connection limit, TCP keepalive, accept-error
+//! backoff, an accept hook (per-connection config, stream wrapping such as TLS), bounded
+//! per-connection hooks, and graceful shutdown of every accepted channel (V-5).
+//!
+//! Differences from go-iproto, on purpose: a failing accept hook closes the connection (V-1
+//! leaks it); the hook runs in the connection's own task, so a slow one does not stall
+//! accepting; the shutdown signal interrupts a blocked accept; shutdown waits for the channels,
+//! bounded by [`ServerConfig::shutdown_timeout`].
 
 use std::collections::HashMap;
+use std::fmt;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use tokio::sync::watch;
+
 use crate::channel::{Channel, ChannelConfig, Handler};
-use crate::net::{Addr, Endpoint};
+use crate::net::{Addr, Endpoint, Stream};
 use crate::Error;
 
+/// A boxed future, as hooks return.
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// Turns an accepted stream into a channel: see [`ServerConfig::on_accept`].
+pub type AcceptHook = Arc<dyn Fn(Stream, ChannelConfig) -> BoxFuture<Result<Channel, Error>> + Send + Sync>;
+
+/// Runs for one channel: see [`ServerConfig::on_shutdown`] and [`ServerConfig::on_close`].
+pub type ChannelHook = Arc<dyn Fn(Channel) -> BoxFuture<()> + Send + Sync>;
+
 /// Settings of a [`Server`].
-#[derive(Debug, Clone)]
+///
+/// ```
+/// use std::time::Duration;
+/// use iproto::{Channel, ChannelConfig, ServerConfig};
+///
+/// let config = ServerConfig { max_connections: 100, ..Default::default() }
+///     // Per connection: wrap the stream (TLS would go here) or change the config.
+///     .on_accept(|stream: iproto::net::Stream, config: ChannelConfig| async move {
+///         Ok(Channel::from_stream(stream, ChannelConfig { request_timeout: Duration::from_secs(1), ..config }))
+///     })
+///     .on_close(|ch: Channel| async move {
+///         tracing::info!(peer = ?ch.peer_addr(), reason = ?ch.close_reason(), "client left");
+///     });
+/// # drop(config);
+/// ```
+#[derive(Clone)]
 pub struct ServerConfig {
     /// Config of accepted channels; defaults to [`ChannelConfig::server`] (no pings: Perl
     /// MR::IProto clients break on a server's ping). Its handler is replaced by the one given
@@ -24,6 +58,20 @@ pub struct ServerConfig {
     /// TCP keepalive idle time on accepted sockets (so half-open clients do not hold slots
     /// forever); `None` leaves the OS default. Default 60 s.
     pub tcp_keepalive: Option<Duration>,
+    /// Builds each connection's channel (go-iproto's `Accept`); default
+    /// [`Channel::from_stream`]. An error is logged and closes the connection.
+    pub accept: Option<AcceptHook>,
+    /// Runs once when an accepted channel stops taking new calls: a graceful shutdown started
+    /// by either side, or the connection closing. Runs before `on_close`; the channel may
+    /// already be closed when it runs.
+    pub on_shutdown: Option<ChannelHook>,
+    /// Runs once when an accepted channel has closed.
+    pub on_close: Option<ChannelHook>,
+    /// Bound on each hook run (the accept hook included). Default 5 s.
+    pub hook_timeout: Duration,
+    /// Hard bound on [`Server::serve_with_shutdown`]'s drain after the signal: channels still
+    /// open then are closed at once. Default 10 s.
+    pub shutdown_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -32,7 +80,60 @@ impl Default for ServerConfig {
             channel: ChannelConfig::server(),
             max_connections: 10_000,
             tcp_keepalive: Some(Duration::from_secs(60)),
+            accept: None,
+            on_shutdown: None,
+            on_close: None,
+            hook_timeout: Duration::from_secs(5),
+            shutdown_timeout: Duration::from_secs(10),
         }
+    }
+}
+
+impl ServerConfig {
+    /// Sets the accept hook: gets the accepted stream and the channel config (handler set),
+    /// returns the channel, e.g. `Channel::new(tls_stream, config)`.
+    pub fn on_accept<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: Fn(Stream, ChannelConfig) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Channel, Error>> + Send + 'static,
+    {
+        self.accept = Some(Arc::new(move |s, c| Box::pin(hook(s, c))));
+        self
+    }
+
+    /// Sets the hook run when a channel stops taking new calls.
+    pub fn on_shutdown<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: Fn(Channel) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.on_shutdown = Some(Arc::new(move |c| Box::pin(hook(c))));
+        self
+    }
+
+    /// Sets the hook run when a channel has closed.
+    pub fn on_close<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: Fn(Channel) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.on_close = Some(Arc::new(move |c| Box::pin(hook(c))));
+        self
+    }
+}
+
+impl fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("channel", &self.channel)
+            .field("max_connections", &self.max_connections)
+            .field("tcp_keepalive", &self.tcp_keepalive)
+            .field("accept", &self.accept.is_some())
+            .field("on_shutdown", &self.on_shutdown.is_some())
+            .field("on_close", &self.on_close.is_some())
+            .field("hook_timeout", &self.hook_timeout)
+            .field("shutdown_timeout", &self.shutdown_timeout)
+            .finish()
     }
 }
 
@@ -44,8 +145,12 @@ pub struct ServerStats {
     pub accepted: u64,
     /// Connections closed at once because of the connection limit.
     pub rejected: u64,
-    /// Connections open now.
+    /// Connections open now (accept hooks running included).
     pub open: u64,
+    /// Failed `accept` calls (retried with backoff).
+    pub accept_errors: u64,
+    /// Connections closed because the accept hook failed or timed out.
+    pub hook_errors: u64,
 }
 
 enum Listener {
@@ -54,16 +159,47 @@ enum Listener {
     Unix(tokio::net::UnixListener),
 }
 
+impl Listener {
+    async fn accept(&self) -> std::io::Result<Stream> {
+        match self {
+            Listener::Tcp(l) => l.accept().await.map(|(s, _)| Stream::Tcp(s)),
+            #[cfg(unix)]
+            Listener::Unix(l) => l.accept().await.map(|(s, _)| Stream::Unix(s)),
+        }
+    }
+}
+
 #[derive(Default)]
 struct Registry {
     next_id: u64,
     channels: HashMap<u64, Channel>,
+    /// Serving ended: channels registered from now on are shut down at once.
+    stopping: bool,
 }
 
 struct Inner {
     registry: Mutex<Registry>,
+    /// Connections open, accept hooks in progress included; watched by the drain.
+    open: watch::Sender<usize>,
     accepted: AtomicU64,
     rejected: AtomicU64,
+    accept_errors: AtomicU64,
+    hook_errors: AtomicU64,
+}
+
+impl Inner {
+    fn registry(&self) -> MutexGuard<'_, Registry> {
+        self.registry.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// One open connection; dropping it frees the slot.
+struct Slot(Arc<Inner>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.open.send_modify(|n| *n = n.saturating_sub(1));
+    }
 }
 
 /// An iproto server: accepts connections and runs a [`Channel`] with the handler on each.
@@ -83,8 +219,6 @@ struct Inner {
 ///
 /// let client = Channel::connect(&addr, ChannelConfig::client()).await?;
 /// assert_eq!(&client.call(1, b"ping").await?[..], b"ping");
-/// # let _ = &client;
-/// drop(client);
 /// let _ = stop.send(());
 /// serving.await.unwrap()?;
 /// # Ok(()) }
@@ -106,23 +240,44 @@ impl Server {
     /// Binds `addr` with `config`.
     pub async fn bind_with(addr: &str, config: ServerConfig) -> Result<Server, Error> {
         let wrap = |e: std::io::Error| Error::Connect { addr: addr.to_owned(), source: Arc::new(e) };
-        let (listener, local) = match Endpoint::parse(addr)? {
+        match Endpoint::parse(addr)? {
             Endpoint::Tcp(hostport) => {
                 let l = tokio::net::TcpListener::bind(hostport.as_str()).await.map_err(wrap)?;
-                let local = Addr::Tcp(l.local_addr().map_err(wrap)?);
-                (Listener::Tcp(l), local)
+                Self::from_tcp(l, config).map_err(wrap)
             }
             #[cfg(unix)]
             Endpoint::Unix(path) => {
                 let l = tokio::net::UnixListener::bind(&path).map_err(wrap)?;
-                (Listener::Unix(l), Addr::Unix(Some(path)))
+                Ok(Self::new(Listener::Unix(l), Addr::Unix(Some(path)), config))
             }
             #[cfg(not(unix))]
-            Endpoint::Unix(_) => return Err(Error::InvalidAddress(addr.to_owned())),
-        };
-        let inner =
-            Arc::new(Inner { registry: Mutex::default(), accepted: AtomicU64::new(0), rejected: AtomicU64::new(0) });
-        Ok(Server { listener, local, config, inner })
+            Endpoint::Unix(_) => Err(Error::InvalidAddress(addr.to_owned())),
+        }
+    }
+
+    /// Serves on a bound TCP listener.
+    pub fn from_tcp(listener: tokio::net::TcpListener, config: ServerConfig) -> std::io::Result<Server> {
+        let local = Addr::Tcp(listener.local_addr()?);
+        Ok(Self::new(Listener::Tcp(listener), local, config))
+    }
+
+    /// Serves on a bound Unix socket listener.
+    #[cfg(unix)]
+    pub fn from_unix(listener: tokio::net::UnixListener, config: ServerConfig) -> Server {
+        let local = Addr::Unix(listener.local_addr().ok().and_then(|a| a.as_pathname().map(|p| p.to_path_buf())));
+        Self::new(Listener::Unix(listener), local, config)
+    }
+
+    fn new(listener: Listener, local: Addr, config: ServerConfig) -> Server {
+        let inner = Arc::new(Inner {
+            registry: Mutex::default(),
+            open: watch::Sender::new(0),
+            accepted: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
+            accept_errors: AtomicU64::new(0),
+            hook_errors: AtomicU64::new(0),
+        });
+        Server { listener, local, config, inner }
     }
 
     /// The bound address (with the real port when bound to port 0).
@@ -135,27 +290,29 @@ impl Server {
         ServerStatsHandle(self.inner.clone())
     }
 
-    /// Serves until the listener fails.
+    /// Serves forever (accept errors are retried).
     pub async fn serve<H: Handler>(self, handler: H) -> Result<(), Error> {
         self.serve_with_shutdown(handler, std::future::pending()).await
     }
 
-    /// Serves until `signal` resolves, then stops accepting and shuts every channel down
-    /// gracefully (sending 0xff01 unless disabled), each bounded by the shutdown timeout.
+    /// Serves until `signal` resolves, then stops accepting (closing the listener) and shuts
+    /// every channel down gracefully (each sends 0xff01 unless disabled and is bounded by its
+    /// shutdown timeout); the whole drain is bounded by
+    /// [`ServerConfig::shutdown_timeout`], after which what is left is closed.
     pub async fn serve_with_shutdown<H: Handler, F: Future<Output = ()>>(
         self,
         handler: H,
         signal: F,
     ) -> Result<(), Error> {
         let Server { listener, config, inner, .. } = self;
-        let channel_config = config.channel.clone().with_handler(handler);
+        let config = Arc::new(ServerConfig { channel: config.channel.clone().with_handler(handler), ..config });
         tokio::pin!(signal);
         let mut backoff = Duration::ZERO;
         loop {
             let accepted = tokio::select! {
                 biased;
                 _ = &mut signal => break,
-                a = accept(&listener) => a,
+                a = listener.accept() => a,
             };
             let stream = match accepted {
                 Ok(s) => {
@@ -163,8 +320,8 @@ impl Server {
                     s
                 }
                 Err(e) => {
-                    // V-1: retry accept errors with 5 ms doubling to 1 s.
-                    backoff = (backoff * 2).clamp(Duration::from_millis(5), Duration::from_secs(1));
+                    inner.accept_errors.fetch_add(1, Relaxed);
+                    backoff = next_backoff(backoff);
                     tracing::warn!(error = %e, ?backoff, "accept failed; retrying");
                     tokio::select! {
                         biased;
@@ -173,12 +330,20 @@ impl Server {
                     }
                 }
             };
-            if inner.registry.lock().unwrap_or_else(|e| e.into_inner()).channels.len() >= config.max_connections {
+            let full = !inner.open.send_if_modified(|n| {
+                let room = *n < config.max_connections;
+                if room {
+                    *n += 1;
+                }
+                room
+            });
+            if full {
                 inner.rejected.fetch_add(1, Relaxed);
                 tracing::warn!(max = config.max_connections, "connection limit reached; closing a new connection");
                 drop(stream);
                 continue;
             }
+            let slot = Slot(inner.clone());
             if let (Some(idle), Stream::Tcp(s)) = (config.tcp_keepalive, &stream) {
                 let ka = socket2::TcpKeepalive::new().with_time(idle);
                 if let Err(e) = socket2::SockRef::from(s).set_tcp_keepalive(&ka) {
@@ -186,46 +351,91 @@ impl Server {
                 }
             }
             inner.accepted.fetch_add(1, Relaxed);
-            let channel = Channel::from_stream(stream, channel_config.clone());
-            register(&inner, channel);
+            tokio::spawn(serve_connection(slot, stream, config.clone()));
         }
         drop(listener);
-        let channels: Vec<Channel> =
-            inner.registry.lock().unwrap_or_else(|e| e.into_inner()).channels.values().cloned().collect();
-        tracing::debug!(count = channels.len(), "shutting down accepted channels");
-        futures_util::future::join_all(channels.iter().map(|c| c.shutdown())).await;
+        drain(&inner, config.shutdown_timeout).await;
         Ok(())
     }
 }
 
-use crate::net::Stream;
+/// V-1: accept errors back off 5 ms, doubling, capped at 1 s.
+fn next_backoff(previous: Duration) -> Duration {
+    (previous * 2).clamp(Duration::from_millis(5), Duration::from_secs(1))
+}
 
-async fn accept(listener: &Listener) -> std::io::Result<Stream> {
-    match listener {
-        Listener::Tcp(l) => l.accept().await.map(|(s, _)| Stream::Tcp(s)),
-        #[cfg(unix)]
-        Listener::Unix(l) => l.accept().await.map(|(s, _)| Stream::Unix(s)),
+/// Shuts every channel down and waits until every connection has ended, within `bound`.
+async fn drain(inner: &Arc<Inner>, bound: Duration) {
+    let channels: Vec<Channel> = {
+        let mut reg = inner.registry();
+        reg.stopping = true;
+        reg.channels.values().cloned().collect()
+    };
+    tracing::debug!(count = channels.len(), "shutting down accepted channels");
+    let graceful = async {
+        futures_util::future::join_all(channels.iter().map(|c| c.shutdown())).await;
+        let mut open = inner.open.subscribe();
+        let _ = open.wait_for(|n| *n == 0).await;
+    };
+    if tokio::time::timeout(bound, graceful).await.is_err() {
+        let left: Vec<Channel> = inner.registry().channels.values().cloned().collect();
+        tracing::warn!(?bound, left = left.len(), "server shutdown timeout exceeded; closing connections");
+        for channel in left {
+            channel.close();
+        }
     }
 }
 
-/// Keeps a handle to `channel` until it closes, so that shutdown can reach it.
-fn register(inner: &Arc<Inner>, channel: Channel) {
-    let id = {
-        let mut reg = inner.registry.lock().unwrap_or_else(|e| e.into_inner());
+/// One connection's life: accept hook, registration, hooks, end.
+async fn serve_connection(slot: Slot, stream: Stream, config: Arc<ServerConfig>) {
+    let inner = slot.0.clone();
+    let channel = match &config.accept {
+        None => Channel::from_stream(stream, config.channel.clone()),
+        Some(hook) => match tokio::time::timeout(config.hook_timeout, hook(stream, config.channel.clone())).await {
+            Ok(Ok(channel)) => channel,
+            Ok(Err(e)) => {
+                inner.hook_errors.fetch_add(1, Relaxed);
+                tracing::warn!(error = %e, "accept hook failed; closing the connection");
+                return;
+            }
+            Err(_) => {
+                inner.hook_errors.fetch_add(1, Relaxed);
+                tracing::warn!(timeout = ?config.hook_timeout, "accept hook timed out; closing the connection");
+                return;
+            }
+        },
+    };
+    let (id, stopping) = {
+        let mut reg = inner.registry();
         reg.next_id += 1;
         let id = reg.next_id;
         reg.channels.insert(id, channel.clone());
-        id
+        (id, reg.stopping)
     };
-    let inner = inner.clone();
-    tokio::spawn(async move {
-        channel.closed().await;
-        drop(channel);
-        inner.registry.lock().unwrap_or_else(|e| e.into_inner()).channels.remove(&id);
-    });
+    if stopping {
+        let ch = channel.clone();
+        tokio::spawn(async move { ch.shutdown().await });
+    }
+    channel.stopping().await;
+    if let Some(hook) = &config.on_shutdown {
+        run_hook(hook, &channel, config.hook_timeout, "on_shutdown").await;
+    }
+    channel.closed().await;
+    inner.registry().channels.remove(&id);
+    if let Some(hook) = &config.on_close {
+        run_hook(hook, &channel, config.hook_timeout, "on_close").await;
+    }
+    drop(channel);
+    drop(slot);
 }
 
-/// Reads a running server's counters.
+async fn run_hook(hook: &ChannelHook, channel: &Channel, bound: Duration, name: &str) {
+    if tokio::time::timeout(bound, hook(channel.clone())).await.is_err() {
+        tracing::warn!(hook = name, ?bound, "server hook timed out");
+    }
+}
+
+/// Reads a running server's counters and waits for its connections to end.
 #[derive(Clone)]
 pub struct ServerStatsHandle(Arc<Inner>);
 
@@ -235,8 +445,16 @@ impl ServerStatsHandle {
         ServerStats {
             accepted: self.0.accepted.load(Relaxed),
             rejected: self.0.rejected.load(Relaxed),
-            open: self.0.registry.lock().unwrap_or_else(|e| e.into_inner()).channels.len() as u64,
+            open: *self.0.open.borrow() as u64,
+            accept_errors: self.0.accept_errors.load(Relaxed),
+            hook_errors: self.0.hook_errors.load(Relaxed),
         }
+    }
+
+    /// Resolves once at most `n` connections are open (their channels closed and hooks run).
+    pub async fn wait_open_at_most(&self, n: usize) {
+        let mut open = self.0.open.subscribe();
+        let _ = open.wait_for(|open| *open <= n).await;
     }
 }
 
@@ -249,4 +467,20 @@ impl ServerStatsHandle {
 /// ```
 pub async fn listen_and_serve<H: Handler>(addr: &str, handler: H) -> Result<(), Error> {
     Server::bind(addr).await?.serve(handler).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_backoff_doubles_from_5ms_to_1s() {
+        let mut d = Duration::ZERO;
+        let mut seen = Vec::new();
+        for _ in 0..10 {
+            d = next_backoff(d);
+            seen.push(d.as_millis());
+        }
+        assert_eq!(seen, [5, 10, 20, 40, 80, 160, 320, 640, 1000, 1000]);
+    }
 }

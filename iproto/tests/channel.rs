@@ -631,3 +631,14 @@ async fn works_over_tcp_with_nodelay() {
     client.shutdown().await;
     assert!(server.await.unwrap().is_none());
 }
+
+#[tokio::test(start_paused = true)]
+async fn disable_shutdown_sends_and_awaits_no_shutdown_packet_w22() {
+    let config = ChannelConfig { disable_shutdown: true, shutdown_timeout: Duration::from_secs(5), ..quiet() };
+    let (ch, mut peer) = pair(config);
+    let start = tokio::time::Instant::now();
+    ch.shutdown().await;
+    // go-iproto would wait the whole timeout for a 0xff01 it never asked for.
+    assert!(start.elapsed() < Duration::from_secs(1), "{:?}", start.elapsed());
+    assert!(peer.read_to_eof().await.is_empty(), "no 0xff01 on the wire");
+}

@@ -20,6 +20,11 @@ struct Outer {
 struct Wrapper(u8, Outer);
 
 #[derive(IprotoPack, IprotoUnpack, Debug, PartialEq)]
+struct Keyword {
+    r#type: u16,
+}
+
+#[derive(IprotoPack, IprotoUnpack, Debug, PartialEq)]
 #[iproto(tag = u8)]
 enum Msg {
     #[iproto(tag_value = 1)]
@@ -54,6 +59,12 @@ fn nested_failure_reports_field_path_and_offset() {
     let err = iproto::unpack::<Wrapper>(&wrapped).unwrap_err();
     assert_eq!(err.path(), "Wrapper.1.items[2].name");
     assert_eq!(err.offset(), at + 1);
+}
+
+#[test]
+fn raw_identifiers_read_plainly_in_paths() {
+    let err = iproto::unpack::<Keyword>(&[1]).unwrap_err();
+    assert_eq!(err.path(), "Keyword.type");
 }
 
 #[test]

@@ -85,6 +85,25 @@ struct Borrowed<'a> {
 }
 
 #[derive(iproto::IprotoPack, iproto::IprotoUnpack, Debug, PartialEq, Clone)]
+struct Mixed<'a, T> {
+    key: &'a str,
+    inner: Borrowed<'a>,
+    #[iproto(ber)]
+    values: Vec<T>,
+    either: Either<'a, T>,
+}
+
+#[derive(iproto::IprotoPack, iproto::IprotoUnpack, Debug, PartialEq, Clone)]
+#[iproto(tag = u8)]
+enum Either<'a, T> {
+    Left(T),
+    Right {
+        #[iproto(ber)]
+        name: &'a str,
+    },
+}
+
+#[derive(iproto::IprotoPack, iproto::IprotoUnpack, Debug, PartialEq, Clone)]
 struct WithSkip {
     a: u32,
     #[iproto(skip)]
@@ -232,6 +251,18 @@ proptest! {
         for mode in [Mode::Fixed, Mode::Ber] {
             let bytes = iproto::pack::pack_mode(&v, mode).map_err(|e| TestCaseError::fail(e.to_string()))?;
             let back: Borrowed = Reader::new(&bytes).read_exact(mode).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert_eq!(&back, &v);
+        }
+    }
+
+    #[test]
+    fn derived_borrowed_and_generic(key: String, raw: Vec<u8>, values: Vec<u16>, left: bool, n: u16) {
+        let inner = Borrowed { key: &key, raw: &raw, n: 1 };
+        let either = if left { Either::Left(n) } else { Either::Right { name: &key } };
+        let v = Mixed { key: &key, inner, values, either };
+        for mode in [Mode::Fixed, Mode::Ber] {
+            let bytes = iproto::pack::pack_mode(&v, mode).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let back: Mixed<u16> = Reader::new(&bytes).read_exact(mode).map_err(|e| TestCaseError::fail(e.to_string()))?;
             prop_assert_eq!(&back, &v);
         }
     }

@@ -22,7 +22,7 @@ use crate::wire::{self, Packet, PacketCodec, MSG_PING, MSG_SHUTDOWN};
 use crate::Error;
 
 /// Smallest read buffer; an idle connection shrinks back to it.
-const MIN_READ: usize = 4 * 1024;
+const MIN_READ: usize = 2 * 1024;
 /// Largest read chunk.
 const MAX_READ: usize = 64 * 1024;
 
@@ -63,7 +63,7 @@ pub(crate) async fn run<R: AsyncRead + Unpin>(shared: Arc<Shared>, mut r: R) -> 
             // Grow in chunks as bytes arrive, never by a length a header claims; shrink an
             // idle buffer back to the minimum.
             let spare = buf.capacity() - buf.len();
-            if buf.is_empty() && buf.capacity() > 2 * MAX_READ {
+            if buf.is_empty() && buf.capacity() > 4 * MIN_READ {
                 buf = BytesMut::with_capacity(MIN_READ);
             } else if spare < MIN_READ {
                 buf.reserve((buf.len() * 2).clamp(MIN_READ, MAX_READ));

@@ -44,15 +44,18 @@ async fn graceful(shared: &Shared, deadline: Instant) {
     drop(shared.handler_slots.acquire_many(max).await);
     if !shared.hijacking.load(SeqCst) {
         // Step 5: 0xff01 after everything queued, then wait for the peer's (or its EOF).
+        // With `disable_shutdown` no 0xff01 goes out, so none is awaited either: go-iproto
+        // waits for the peer's anyway (W-22) and so always runs into the timeout against
+        // peers that never close on their own.
         if !shared.config.disable_shutdown {
             if let Err(e) = shared.enqueue(MSG_SHUTDOWN, 0, &[], Wait::Until(deadline)).await {
                 tracing::debug!(error = %e, "could not send the shutdown packet");
             }
+            wait_for(&shared.changed, || {
+                shared.peer_shutdown.load(SeqCst) || shared.reader_done.load(SeqCst) || shared.dropped.load(SeqCst)
+            })
+            .await;
         }
-        wait_for(&shared.changed, || {
-            shared.peer_shutdown.load(SeqCst) || shared.reader_done.load(SeqCst) || shared.dropped.load(SeqCst)
-        })
-        .await;
     }
     // Step 6: the writer flushes what is queued and stops.
     shared.writer_stop.store(true, SeqCst);

@@ -25,7 +25,7 @@ pub(crate) struct Outbox {
 
 /// Largest batch buffer kept between writes; bigger ones are freed, so an idle connection
 /// holds little memory.
-const KEEP_CAPACITY: usize = 64 * 1024;
+const KEEP_CAPACITY: usize = 8 * 1024;
 
 /// How a packet waits for room in the queue.
 #[derive(Debug, Clone, Copy)]

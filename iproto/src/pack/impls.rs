@@ -65,7 +65,8 @@ impl<'de> IprotoUnpack<'de> for i8 {
 macro_rules! int_impl {
     ($($t:ty => $u:ty, $bits:literal, $name:literal;)*) => {$(
         impl IprotoPack for $t {
-            #[inline]
+            // Always inlined so that the mode, a constant at every derived call site, folds away.
+            #[inline(always)]
             fn pack<B: BufMut>(&self, buf: &mut B, mode: Mode) -> Result<(), PackError> {
                 match mode {
                     Mode::Fixed => buf.put_slice(&self.to_le_bytes()),
@@ -82,7 +83,7 @@ macro_rules! int_impl {
         }
 
         impl<'de> IprotoUnpack<'de> for $t {
-            #[inline]
+            #[inline(always)]
             fn unpack(r: &mut Reader<'de>, mode: Mode) -> Result<Self, DecodeError> {
                 match mode {
                     Mode::Fixed => Ok(<$t>::from_le_bytes(r.take_array()?)),
@@ -94,6 +95,26 @@ macro_rules! int_impl {
                 match mode {
                     Mode::Fixed => std::mem::size_of::<$t>(),
                     Mode::Ber => 1,
+                }
+            }
+            /// Fixed-width elements are taken in one bounds check and converted in bulk.
+            #[inline]
+            fn unpack_elements(r: &mut Reader<'de>, count: usize, elem_mode: Mode) -> Result<Vec<Self>, DecodeError> {
+                const WIDTH: usize = std::mem::size_of::<$t>();
+                match (elem_mode, count.checked_mul(WIDTH)) {
+                    (Mode::Fixed, Some(len)) if len <= r.remaining() => {
+                        let raw = r.take(len)?;
+                        Ok(raw
+                            .chunks_exact(WIDTH)
+                            .map(|c| {
+                                let mut le = [0u8; WIDTH];
+                                le.copy_from_slice(c);
+                                <$t>::from_le_bytes(le)
+                            })
+                            .collect())
+                    }
+                    // Too short (reported at the failing element) or BER: one at a time.
+                    _ => seq::unpack_each(r, count, elem_mode),
                 }
             }
         }
@@ -162,13 +183,13 @@ fn prefix_min_size(mode: Mode) -> usize {
     }
 }
 
-#[inline]
+#[inline(always)]
 fn unpack_raw<'de>(r: &mut Reader<'de>, mode: Mode) -> Result<&'de [u8], DecodeError> {
     let len = r.read_len(mode)?;
     r.take(len)
 }
 
-#[inline]
+#[inline(always)]
 fn unpack_str<'de>(r: &mut Reader<'de>, mode: Mode) -> Result<&'de str, DecodeError> {
     let at = r.position();
     let raw = unpack_raw(r, mode)?;

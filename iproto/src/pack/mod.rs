@@ -29,6 +29,136 @@
 //!
 //! assert_eq!(pack_ber(&300u32).unwrap(), [0x82, 0x2c]);
 //! ```
+//!
+//! # Deriving
+//!
+//! `#[derive(IprotoPack, IprotoUnpack)]` works on named, tuple and unit structs and on enums
+//! with a declared tag. Fields are written in declaration order, each in [`Mode::Fixed`] unless
+//! its attributes say otherwise; the mode handed to a struct is ignored (go-iproto's rule, so
+//! that `pack` and `pack_ber` of a struct give the same bytes). Decode errors name the failing
+//! field ([`DecodeError::path`], e.g. `User.addresses[2].city`) and its byte offset.
+//!
+//! Type parameters get `T: IprotoPack` / `T: IprotoUnpack<'de>` bounds. The unpack impl is
+//! generic over the input lifetime, which outlives the type's own lifetimes, so `&'a str` and
+//! `&'a [u8]` fields borrow from the input and owned types decode from any input
+//! ([`IprotoUnpackOwned`]). `min_size` is the sum of the fields' `min_size`, which bounds
+//! sequence counts of derived types by the input length before anything is allocated.
+//!
+//! | attribute | on | effect |
+//! |---|---|---|
+//! | `ber` | struct | every field defaults to BER |
+//! | `ber` | field | the field is packed in BER (for a sequence: its count; for a struct: nothing, it ignores the mode) |
+//! | `fixed` | field | the field is packed in Fixed mode despite a container `ber` |
+//! | `elem = ber` | sequence field | the elements are BER too (an extension: go-iproto always packs elements Fixed) |
+//! | `skip` | field | not on the wire; `Default::default()` when unpacking |
+//! | `with = path` | field | `path::pack(&field, buf, mode)` and `path::unpack(r, mode)` (serde's convention) |
+//! | `tag = u8 \| u16 \| u32 \| ber` | enum | required: the tag's encoding (Fixed little-endian, or BER up to `u64`) |
+//! | `tag_value = N` | variant | the variant's tag; defaults to its literal discriminant, else the previous tag plus one |
+//!
+//! Misused attributes (unknown keys, `ber` with `fixed`, `skip` with `with`, duplicate or
+//! oversized tags, `tag` on a struct, a missing `tag` on an enum, ...) are compile errors
+//! pointing at the attribute, all reported at once.
+//!
+//! Modes per field, `ber` on a whole struct, and `fixed` to override it:
+//!
+//! ```
+//! use iproto::{IprotoPack, IprotoUnpack};
+//!
+//! #[derive(IprotoPack, IprotoUnpack, Debug, PartialEq)]
+//! #[iproto(ber)]
+//! struct Counters {
+//!     hits: u32,       // BER (container default)
+//!     #[iproto(fixed)]
+//!     epoch: u32,      // 4 bytes little-endian
+//!     flag: u8,        // u8 is one raw byte in both modes
+//! }
+//!
+//! let c = Counters { hits: 300, epoch: 1, flag: 7 };
+//! let bytes = iproto::pack(&c).unwrap();
+//! assert_eq!(bytes, [0x82, 0x2c, 1, 0, 0, 0, 7]);
+//! assert_eq!(iproto::pack_ber(&c).unwrap(), bytes); // a struct ignores the mode
+//! assert_eq!(iproto::unpack_exact::<Counters>(&bytes).unwrap(), c);
+//! ```
+//!
+//! Sequences: `ber` makes the count BER, `elem = ber` the elements:
+//!
+//! ```
+//! use iproto::{IprotoPack, IprotoUnpack};
+//!
+//! #[derive(IprotoPack, IprotoUnpack, Debug, PartialEq)]
+//! struct Lists {
+//!     #[iproto(ber)]
+//!     a: Vec<u32>,          // BER count, Fixed elements (go-iproto compatible)
+//!     #[iproto(ber, elem = ber)]
+//!     b: Vec<u32>,          // BER count, BER elements
+//!     #[iproto(elem = ber)]
+//!     c: Vec<u32>,          // Fixed count, BER elements
+//! }
+//!
+//! let l = Lists { a: vec![200], b: vec![200], c: vec![200] };
+//! let bytes = iproto::pack(&l).unwrap();
+//! assert_eq!(bytes, [1, 200, 0, 0, 0, 1, 0x81, 0x48, 1, 0, 0, 0, 0x81, 0x48]);
+//! assert_eq!(iproto::unpack_exact::<Lists>(&bytes).unwrap(), l);
+//! ```
+//!
+//! `skip` and `with`:
+//!
+//! ```
+//! use iproto::{IprotoPack, IprotoUnpack};
+//!
+//! /// Seconds since the epoch written as BER, whatever the field's mode.
+//! mod ber_secs {
+//!     use std::time::{Duration, SystemTime, UNIX_EPOCH};
+//!     use iproto::{bytes::BufMut, DecodeError, IprotoPack, IprotoUnpack, Mode, PackError, Reader};
+//!
+//!     pub fn pack<B: BufMut>(t: &SystemTime, buf: &mut B, _mode: Mode) -> Result<(), PackError> {
+//!         let secs = t.duration_since(UNIX_EPOCH).map_err(|e| PackError::Custom(e.into()))?.as_secs();
+//!         secs.pack(buf, Mode::Ber)
+//!     }
+//!
+//!     pub fn unpack(r: &mut Reader<'_>, _mode: Mode) -> Result<SystemTime, DecodeError> {
+//!         let at = r.position();
+//!         let secs = u64::unpack(r, Mode::Ber)?;
+//!         UNIX_EPOCH.checked_add(Duration::from_secs(secs)).ok_or_else(|| DecodeError::custom("time out of range", at))
+//!     }
+//! }
+//!
+//! #[derive(IprotoPack, IprotoUnpack, Debug, PartialEq)]
+//! struct Event {
+//!     #[iproto(with = ber_secs)]
+//!     at: std::time::SystemTime,
+//!     #[iproto(skip)]
+//!     seen_locally: bool,
+//! }
+//!
+//! let e = Event { at: std::time::UNIX_EPOCH + std::time::Duration::from_secs(300), seen_locally: true };
+//! let bytes = iproto::pack(&e).unwrap();
+//! assert_eq!(bytes, [0x82, 0x2c]);
+//! let back: Event = iproto::unpack_exact(&bytes).unwrap();
+//! assert_eq!(back, Event { seen_locally: false, ..e });
+//! ```
+//!
+//! Enums: the tag, then the variant's fields (which follow the struct field rules):
+//!
+//! ```
+//! use iproto::{DecodeErrorKind, IprotoPack, IprotoUnpack};
+//!
+//! #[derive(IprotoPack, IprotoUnpack, Debug, PartialEq)]
+//! #[iproto(tag = u8)]
+//! enum Request<'a> {
+//!     Ping,                                      // tag 0
+//!     Get { space: u32, #[iproto(ber)] key: &'a str }, // tag 1
+//!     #[iproto(tag_value = 10)]
+//!     Delete(u32),                               // tag 10
+//! }
+//!
+//! let bytes = iproto::pack(&Request::Get { space: 1, key: "k" }).unwrap();
+//! assert_eq!(bytes, [1, 1, 0, 0, 0, 1, b'k']);
+//! assert_eq!(iproto::unpack_exact::<Request>(&bytes).unwrap(), Request::Get { space: 1, key: "k" });
+//!
+//! let err = iproto::unpack_exact::<Request>(&[7]).unwrap_err();
+//! assert!(matches!(err.kind(), DecodeErrorKind::UnknownTag { tag: 7, ty: "Request" }));
+//! ```
 
 pub mod ber;
 mod error;
@@ -134,11 +264,7 @@ pub trait IprotoUnpack<'de>: Sized {
     /// adds the element index to the error path.
     #[doc(hidden)]
     fn unpack_elements(r: &mut Reader<'de>, count: usize, elem_mode: Mode) -> Result<Vec<Self>, DecodeError> {
-        let mut out = Vec::with_capacity(seq::cautious_capacity::<Self>(count));
-        for i in 0..count {
-            out.push(Self::unpack(r, elem_mode).map_err(|e| e.in_index(i))?);
-        }
-        Ok(out)
+        seq::unpack_each(r, count, elem_mode)
     }
 }
 

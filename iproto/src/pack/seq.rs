@@ -41,6 +41,21 @@ pub fn unpack<'de, T: IprotoUnpack<'de>>(
     T::unpack_elements(r, count, elem_mode)
 }
 
+/// Reads `count` elements one at a time, each in `elem_mode`, adding the element index to the
+/// error path (the default of [`IprotoUnpack::unpack_elements`]).
+#[inline]
+pub fn unpack_each<'de, T: IprotoUnpack<'de>>(
+    r: &mut Reader<'de>,
+    count: usize,
+    elem_mode: Mode,
+) -> Result<Vec<T>, DecodeError> {
+    let mut out = Vec::with_capacity(cautious_capacity::<T>(count));
+    for i in 0..count {
+        out.push(T::unpack(r, elem_mode).map_err(|e| e.in_index(i))?);
+    }
+    Ok(out)
+}
+
 /// How many elements to reserve up front for a sequence of `count`: at most about 64 KiB, so a
 /// count that passed the input-size check still cannot make us allocate much more than the
 /// input itself.

@@ -1,0 +1,90 @@
+//! Routing requests by message code with [`ServeMux`]: a tiny key-value service whose SET, GET
+//! and COUNT requests go to three handlers; an unknown code gets the fallback reply.
+//!
+//! ```text
+//! cargo run --example mux
+//! ```
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use iproto::{Channel, ChannelConfig, Packet, ServeMux, Server};
+
+const SET: u32 = 0x10;
+const GET: u32 = 0x11;
+const COUNT: u32 = 0x12;
+
+type Store = Arc<Mutex<HashMap<String, String>>>;
+
+/// The service: SET takes `(key, value)`, GET takes a key and returns `(found, value)`,
+/// COUNT returns the number of keys as a u32. Strings carry u32 LE length prefixes.
+fn routes(store: Store) -> ServeMux {
+    let mut mux = ServeMux::new();
+    let set_store = store.clone();
+    mux.handle(SET, move |p: Packet, _ch: Channel| {
+        let store = set_store.clone();
+        async move {
+            // A request the peer got wrong is answered with status 1, never a panic.
+            let Ok((key, value)) = iproto::unpack_exact::<(String, String)>(&p.body) else {
+                return Some(iproto::pack(&1u32).ok()?.into());
+            };
+            store.lock().unwrap().insert(key, value);
+            Some(iproto::pack(&0u32).ok()?.into())
+        }
+    })
+    .expect("SET registered once");
+    let get_store = store.clone();
+    mux.handle(GET, move |p: Packet, _ch: Channel| {
+        let store = get_store.clone();
+        async move {
+            // A malformed key gets no reply at all (the caller times out).
+            let key = iproto::unpack_exact::<&str>(&p.body).ok()?;
+            let value = store.lock().unwrap().get(key).cloned();
+            Some(iproto::pack(&value).ok()?.into())
+        }
+    })
+    .expect("GET registered once");
+    mux.handle(COUNT, move |_p: Packet, _ch: Channel| {
+        let store = store.clone();
+        async move {
+            let count = store.lock().unwrap().len() as u32;
+            Some(iproto::pack(&count).ok()?.into())
+        }
+    })
+    .expect("COUNT registered once");
+    mux.reply_to_unknown(&b"unknown request"[..]);
+    mux
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let server = Server::bind("127.0.0.1:0").await?;
+    let addr = server.local_addr().to_string();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(server.serve_with_shutdown(routes(Store::default()), async {
+        let _ = stopped.await;
+    }));
+
+    let client = Channel::connect(&addr, ChannelConfig::client()).await?;
+    for (key, value) in [("language", "Rust"), ("protocol", "iproto")] {
+        let status: u32 = iproto::unpack_exact(&client.call(SET, &iproto::pack(&(key, value))?).await?)?;
+        println!("SET {key} = {value}: status {status}");
+        assert_eq!(status, 0);
+    }
+    for key in ["protocol", "missing"] {
+        let reply = client.call(GET, &iproto::pack(key)?).await?;
+        let value: Option<&str> = iproto::unpack_exact(&reply)?;
+        println!("GET {key}: {value:?}");
+        assert_eq!(value.is_some(), key != "missing");
+    }
+    let count: u32 = iproto::unpack_exact(&client.call(COUNT, &[]).await?)?;
+    println!("COUNT: {count}");
+    assert_eq!(count, 2);
+    let reply = client.call(0x99, b"?").await?;
+    println!("code 0x99: {:?}", String::from_utf8_lossy(&reply));
+
+    client.shutdown().await;
+    let _ = stop.send(());
+    serving.await??;
+    Ok(())
+}

@@ -1,0 +1,321 @@
+//! Server and ServeMux behaviour (catalogue section 5, V-1..V-5) over real TCP connections.
+
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use iproto::mux::DuplicateRoute;
+use iproto::server::ServerStatsHandle;
+use iproto::{CallOptions, Channel, ChannelConfig, Error, Packet, ServeMux, Server, ServerConfig};
+use tokio::sync::{oneshot, Notify, Semaphore};
+use tokio::task::JoinHandle;
+
+/// The fd-leak test counts the whole process's descriptors, so tests in this file run one at
+/// a time.
+async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
+    static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    LOCK.lock().await
+}
+
+const BOUND: Duration = Duration::from_secs(10);
+
+async fn within<F: std::future::Future>(what: &str, f: F) -> F::Output {
+    match tokio::time::timeout(BOUND, f).await {
+        Ok(v) => v,
+        Err(_) => panic!("{what} did not happen within {BOUND:?}"),
+    }
+}
+
+struct Running {
+    addr: String,
+    stats: ServerStatsHandle,
+    stop: Option<oneshot::Sender<()>>,
+    serving: JoinHandle<Result<(), Error>>,
+}
+
+impl Running {
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let result = within("server stop", &mut self.serving).await;
+        assert!(matches!(result, Ok(Ok(()))), "serve ended with {result:?}");
+    }
+}
+
+async fn start<H: iproto::Handler>(config: ServerConfig, handler: H) -> Running {
+    let server = Server::bind_with("127.0.0.1:0", config).await.expect("bind");
+    let addr = server.local_addr().to_string();
+    let stats = server.stats_handle();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let serving = tokio::spawn(server.serve_with_shutdown(handler, async move {
+        let _ = stopped.await;
+    }));
+    Running { addr, stats, stop: Some(stop), serving }
+}
+
+async fn echo(p: Packet, _ch: Channel) -> Option<Bytes> {
+    Some(p.body)
+}
+
+// V-5: a graceful shutdown lets every in-flight request finish and reply.
+#[tokio::test]
+async fn graceful_shutdown_finishes_in_flight_requests() {
+    let _serial = serial().await;
+    const N: usize = 8;
+    let arrived = Arc::new(Semaphore::new(0));
+    let release = Arc::new(Semaphore::new(0));
+    let (a, r) = (arrived.clone(), release.clone());
+    let handler = move |p: Packet, _ch: Channel| {
+        let (a, r) = (a.clone(), r.clone());
+        async move {
+            a.add_permits(1);
+            let _ = r.acquire().await.map(|p| p.forget());
+            Some(p.body)
+        }
+    };
+    let shutting = Arc::new(Notify::new());
+    let sh = shutting.clone();
+    let config = ServerConfig::default().on_shutdown(move |_ch| {
+        sh.notify_one();
+        async {}
+    });
+    let server = start(config, handler).await;
+    let client = Channel::connect(&server.addr, ChannelConfig::client()).await.expect("connect");
+    let calls: Vec<_> = (0..N)
+        .map(|i| {
+            let c = client.clone();
+            tokio::spawn(async move { c.call(1, format!("req{i}").as_bytes()).await })
+        })
+        .collect();
+    // Every request is inside the handler before the shutdown starts.
+    drop(within("requests arrive", arrived.acquire_many(N as u32)).await);
+    let stats = server.stats.clone();
+    let stopping = tokio::spawn(server.stop());
+    // The server channel has stopped taking calls while the handlers still run.
+    within("server channel starts its shutdown", shutting.notified()).await;
+    release.add_permits(N);
+    for (i, call) in calls.into_iter().enumerate() {
+        let reply = within("call", call).await.expect("join");
+        assert_eq!(reply.expect("in-flight call replied").as_ref(), format!("req{i}").as_bytes());
+    }
+    // The client got 0xff01 after the replies and shut down too.
+    within("client sees the shutdown", client.stopping()).await;
+    within("serve returns", stopping).await.expect("join");
+    assert_eq!(stats.get().open, 0);
+    assert_eq!(within("client closes", client.closed()).await.map(|e| e.to_string()), None);
+}
+
+// Connection limit: extra connections are closed at once and counted.
+#[tokio::test]
+async fn connection_limit_closes_extra_connections() {
+    let _serial = serial().await;
+    let server = start(ServerConfig { max_connections: 2, ..Default::default() }, echo).await;
+    let mut kept = Vec::new();
+    for _ in 0..2 {
+        let c = Channel::connect(&server.addr, ChannelConfig::client()).await.expect("connect");
+        assert_eq!(&c.call(1, b"x").await.expect("call")[..], b"x");
+        kept.push(c);
+    }
+    let extra = Channel::connect(&server.addr, ChannelConfig::client()).await.expect("tcp connect succeeds");
+    within("extra connection closed by the server", extra.closed()).await;
+    assert!(extra.call(1, b"x").await.is_err());
+    let stats = server.stats.get();
+    assert_eq!((stats.accepted, stats.rejected, stats.open), (2, 1, 2));
+    // A freed slot is usable again.
+    let first = kept.remove(0);
+    first.close();
+    first.closed().await;
+    within("slot freed", server.stats.wait_open_at_most(1)).await;
+    let again = Channel::connect(&server.addr, ChannelConfig::client()).await.expect("connect");
+    assert_eq!(&again.call(1, b"y").await.expect("call after a slot freed")[..], b"y");
+    server.stop().await;
+}
+
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0)
+}
+
+// 1 000 connections opened and closed leak no descriptors and no tasks; the open count
+// returns to 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousand_connections_leak_nothing() {
+    let _serial = serial().await;
+    let server = start(ServerConfig::default(), echo).await;
+    let metrics = tokio::runtime::Handle::current().metrics();
+    // Warm up once so that lazily created runtime resources are not counted as leaks.
+    let c = Channel::connect(&server.addr, ChannelConfig::client()).await.expect("connect");
+    c.call(1, b"warm").await.expect("call");
+    c.close();
+    c.closed().await;
+    drop(c);
+    within("warm-up connection ends", server.stats.wait_open_at_most(0)).await;
+    let (fds_before, tasks_before) = settle(&metrics).await;
+    for i in 0..1000u32 {
+        let c = Channel::connect(&server.addr, ChannelConfig::client()).await.expect("connect");
+        let reply = c.call(1, &i.to_le_bytes()).await.unwrap_or_else(|e| panic!("call {i}: {e:?}"));
+        assert_eq!(reply[..], i.to_le_bytes());
+        if i % 2 == 0 {
+            c.close();
+        } else {
+            c.shutdown().await;
+        }
+        within("client channel closes", c.closed()).await;
+    }
+    within("server connections end", server.stats.wait_open_at_most(0)).await;
+    let (fds_after, tasks_after) = back_to(&metrics, (fds_before, tasks_before)).await;
+    assert_eq!(server.stats.get().accepted, 1001);
+    assert!(fds_after <= fds_before, "fd leak: {fds_before} before, {fds_after} after");
+    assert!(tasks_after <= tasks_before, "task leak: {tasks_before} before, {tasks_after} after");
+    server.stop().await;
+}
+
+/// Descriptors and tasks once they stop changing. The last handle of a closed channel drops
+/// its socket just after `closed()` resolves, and a finished task is reaped after it last
+/// runs: neither has an event to await, so this polls, bounded (2 s).
+async fn settle(metrics: &tokio::runtime::RuntimeMetrics) -> (usize, usize) {
+    poll_until(metrics, |prev, now| prev == now).await
+}
+
+/// Descriptors and tasks once they are back to `bound` (or after 2 s); see [`settle`].
+async fn back_to(metrics: &tokio::runtime::RuntimeMetrics, bound: (usize, usize)) -> (usize, usize) {
+    poll_until(metrics, |_, now| now.0 <= bound.0 && now.1 <= bound.1).await
+}
+
+async fn poll_until(
+    metrics: &tokio::runtime::RuntimeMetrics,
+    done: impl Fn((usize, usize), (usize, usize)) -> bool,
+) -> (usize, usize) {
+    let mut prev = (open_fds(), metrics.num_alive_tasks());
+    for _ in 0..200 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let now = (open_fds(), metrics.num_alive_tasks());
+        if done(prev, now) {
+            return now;
+        }
+        prev = now;
+    }
+    prev
+}
+
+// V-1: a failing accept hook closes the connection (go-iproto leaks it); hooks run per
+// connection; on_close sees the closed channel.
+#[tokio::test]
+async fn accept_hook_and_close_hooks() {
+    let _serial = serial().await;
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let shut = Arc::new(AtomicUsize::new(0));
+    let closed = Arc::new(AtomicUsize::new(0));
+    let closed_event = Arc::new(Notify::new());
+    let was_closed = Arc::new(AtomicUsize::new(0));
+    let (acc, sh, cl, ev, wc) =
+        (accepted.clone(), shut.clone(), closed.clone(), closed_event.clone(), was_closed.clone());
+    let config = ServerConfig::default()
+        .on_accept(move |stream, config: ChannelConfig| {
+            let n = acc.fetch_add(1, SeqCst);
+            async move {
+                if n == 0 {
+                    Err(Error::InvalidAddress("refused by the accept hook".into()))
+                } else {
+                    Ok(Channel::from_stream(stream, config))
+                }
+            }
+        })
+        .on_shutdown(move |_ch| {
+            sh.fetch_add(1, SeqCst);
+            async {}
+        })
+        .on_close(move |ch: Channel| {
+            let (cl, ev, wc) = (cl.clone(), ev.clone(), wc.clone());
+            async move {
+                if ch.is_closed() {
+                    wc.fetch_add(1, SeqCst);
+                }
+                cl.fetch_add(1, SeqCst);
+                ev.notify_one();
+            }
+        });
+    let server = start(config, echo).await;
+    let refused = Channel::connect(&server.addr, ChannelConfig::client()).await.expect("tcp connect");
+    within("refused connection closed", refused.closed()).await;
+    assert_eq!(server.stats.get().hook_errors, 1);
+
+    let ok = Channel::connect(&server.addr, ChannelConfig::client()).await.expect("connect");
+    assert_eq!(&ok.call(1, b"hook").await.expect("call")[..], b"hook");
+    ok.close();
+    within("on_close runs", closed_event.notified()).await;
+    assert_eq!(closed.load(SeqCst), 1);
+    assert_eq!(was_closed.load(SeqCst), 1, "on_close sees the channel closed");
+    assert_eq!(shut.load(SeqCst), 1, "on_shutdown runs once before on_close");
+    server.stop().await;
+}
+
+// V-3: registering a code twice is an error at registration (go-iproto panics).
+#[test]
+fn mux_duplicate_registration_is_an_error() {
+    let mut mux = ServeMux::new();
+    mux.handle(0x10, echo).expect("first registration");
+    let err = mux.handle(0x10, echo).err();
+    assert_eq!(err, Some(DuplicateRoute { code: 0x10 }));
+    assert!(err.map(|e| e.to_string()).unwrap_or_default().contains("0x10"));
+    mux.handle(0x11, echo).expect("another code");
+    let mut codes: Vec<u32> = mux.codes().collect();
+    codes.sort_unstable();
+    assert_eq!(codes, [0x10, 0x11]);
+}
+
+fn routed_mux() -> ServeMux {
+    let mut mux = ServeMux::new();
+    mux.handle(1, |_p: Packet, _ch: Channel| async { Some(Bytes::from_static(b"one")) }).expect("route 1");
+    mux.handle(2, |_p: Packet, _ch: Channel| async { Some(Bytes::from_static(b"two")) }).expect("route 2");
+    mux
+}
+
+// V-3: routes by code; an unknown code gets no reply by default, so the caller times out.
+#[tokio::test]
+async fn mux_routes_by_code_and_ignores_unknown_codes() {
+    let _serial = serial().await;
+    let server = start(ServerConfig::default(), routed_mux()).await;
+    let c = Channel::connect(&server.addr, ChannelConfig::client()).await.expect("connect");
+    assert_eq!(&c.call(1, b"").await.expect("code 1")[..], b"one");
+    assert_eq!(&c.call(2, b"").await.expect("code 2")[..], b"two");
+    let unknown = c.call_with(3, b"", CallOptions::timeout(Duration::from_millis(100))).await;
+    assert!(matches!(unknown, Err(Error::Timeout)), "{unknown:?}");
+    // The connection is still fine afterwards.
+    assert_eq!(&c.call(1, b"").await.expect("code 1 again")[..], b"one");
+    server.stop().await;
+}
+
+// Configurable fallback: unknown codes get a user-defined reply.
+#[tokio::test]
+async fn mux_fallback_replies_to_unknown_codes() {
+    let _serial = serial().await;
+    let mut mux = routed_mux();
+    mux.reply_to_unknown(Bytes::from_static(b"unknown code"));
+    let server = start(ServerConfig::default(), mux).await;
+    let c = Channel::connect(&server.addr, ChannelConfig::client()).await.expect("connect");
+    assert_eq!(&c.call(0x77, b"").await.expect("fallback reply")[..], b"unknown code");
+    assert_eq!(&c.call(2, b"").await.expect("code 2")[..], b"two");
+    server.stop().await;
+}
+
+// Unix sockets serve the same way (`unix:/path` addresses).
+#[tokio::test]
+async fn serves_on_unix_sockets() {
+    let _serial = serial().await;
+    let path = std::env::temp_dir().join(format!("iproto-server-test-{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let addr = format!("unix:{}", path.display());
+    let server = Server::bind(&addr).await.expect("bind unix");
+    assert_eq!(server.local_addr().to_string(), addr);
+    let (stop, stopped) = oneshot::channel::<()>();
+    let serving = tokio::spawn(server.serve_with_shutdown(echo, async move {
+        let _ = stopped.await;
+    }));
+    let c = Channel::connect(&addr, ChannelConfig::client()).await.expect("connect unix");
+    assert_eq!(&c.call(5, b"unix").await.expect("call")[..], b"unix");
+    let _ = stop.send(());
+    assert!(matches!(within("serve returns", serving).await, Ok(Ok(()))));
+    let _ = std::fs::remove_file(&path);
+}
