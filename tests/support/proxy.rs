@@ -177,6 +177,7 @@ async fn connection(client: TcpStream, faults: Faults, token: CancellationToken,
             let up = pump(Dir::ToServer, cr, sw, &faults, &conn, &shared);
             let down = pump(Dir::ToClient, sr, cw, &faults, &conn, &shared);
             tokio::select! {
+                biased;
                 _ = token.cancelled() => End::Killed,
                 (a, b) = async { tokio::join!(up, down) } => {
                     if a || b { End::Cut } else { End::Done }
