@@ -78,10 +78,13 @@ async fn stalled_reads_time_out_then_the_channel_recovers() {
     proxy.stall(false);
 
     // The stalled requests reach the server now and their replies come back late. The server
-    // answers in order, so once a new call is answered every late reply has arrived.
+    // answers in order, so once a new call is answered every late reply has arrived; the
+    // channel counts late replies after completing the calls of the same read, so a second
+    // call (issued after the first completed, hence read later) makes sure they are counted.
     let mut after = Tally::default();
     call_once(&ch, b"after the stall", TIMEOUT, &mut after).await;
-    assert_eq!(after.ok, 1, "{after:?}");
+    call_once(&ch, b"after the stall, again", TIMEOUT, &mut after).await;
+    assert_eq!(after.ok, 2, "{after:?}");
     assert_eq!(ch.stats().late_replies, 10, "late replies must be dropped and counted");
     assert_eq!(strays.load(Relaxed), 0, "a late reply was handed over as a request");
     server.stop().await;
