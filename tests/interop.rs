@@ -220,6 +220,45 @@ async fn channel_against_perl_server() {
     eprintln!("graceful shutdown against MR::IProto::Server took {:?}", started.elapsed());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pool_against_perl_server() {
+    if !perl_ready() {
+        return;
+    }
+    let (_perl, addr) = perl_server().await;
+    let config = iproto::PoolConfig { size: 4, channel: perl_server_client_config(), ..iproto::PoolConfig::default() };
+    let pool = iproto::Pool::dial(&addr, config).await.unwrap();
+    pool.init_all().await.unwrap();
+    for msg in CODES {
+        for size in SIZES {
+            let b = body(msg as usize + size, size);
+            let reply = pool.call(msg, &b).await.unwrap();
+            assert!(reply == transform(msg, &b), "msg {msg:#x}, {size} bytes");
+        }
+    }
+    // 1 000 calls from 32 concurrent callers spread over the four connections.
+    let callers: Vec<_> = (0..32)
+        .map(|caller| {
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                for i in (caller..1000).step_by(32) {
+                    let b = body(i, SIZES[i % 5] + i % 11);
+                    let msg = CODES[i % 4];
+                    let reply = pool.call(msg, &b).await.unwrap();
+                    assert!(reply == transform(msg, &b), "call {i}: wrong reply");
+                }
+            })
+        })
+        .collect();
+    for caller in callers {
+        caller.await.unwrap();
+    }
+    let stats = pool.stats();
+    assert_eq!(stats.online, 4);
+    assert_eq!(stats.channels.calls, 4 * 6 + 1000, "{stats:?}");
+    pool.shutdown().await;
+}
+
 type Serving = tokio::task::JoinHandle<Result<(), iproto::Error>>;
 
 /// Our server with the transform handler; returns its port and a stop switch.

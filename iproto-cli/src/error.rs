@@ -80,7 +80,7 @@ pub enum CliError {
 /// The runtime's error without the address it repeats: its connect errors already name it.
 fn io_reason(e: &iproto::Error) -> String {
     match e {
-        iproto::Error::Connect { source, .. } => source.to_string(),
+        iproto::Error::Connect { source, .. } | iproto::Error::Listen { source, .. } => source.to_string(),
         other => other.to_string(),
     }
 }

@@ -8,6 +8,8 @@
 mod attr;
 mod model;
 mod pack;
+mod request;
+mod service;
 mod unpack;
 
 use proc_macro::TokenStream;
@@ -25,4 +27,19 @@ pub fn derive_iproto_pack(input: TokenStream) -> TokenStream {
 pub fn derive_iproto_unpack(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
     unpack::expand(&input).unwrap_or_else(syn::Error::into_compile_error).into()
+}
+
+/// Derives `iproto::rpc::Request` from `#[request(msg = .., response = Type)]`, or
+/// `iproto::rpc::Notice` from `#[request(msg = .., notify)]`.
+#[proc_macro_derive(Request, attributes(request))]
+pub fn derive_request(input: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(input as DeriveInput);
+    request::expand(&input).unwrap_or_else(syn::Error::into_compile_error).into()
+}
+
+/// Turns a trait into an iproto service: a typed client and a server adapter; see
+/// `iproto::service`.
+#[proc_macro_attribute]
+pub fn service(args: TokenStream, input: TokenStream) -> TokenStream {
+    service::expand(args.into(), input.into()).unwrap_or_else(syn::Error::into_compile_error).into()
 }

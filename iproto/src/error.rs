@@ -71,6 +71,14 @@ pub enum Error {
         /// Why.
         source: Arc<io::Error>,
     },
+    /// Binding a listening address failed.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address to bind.
+        addr: String,
+        /// Why.
+        source: Arc<io::Error>,
+    },
     /// The transport failed.
     #[error("i/o error: {0}")]
     Io(Arc<io::Error>),

@@ -6,6 +6,9 @@
 //! * [`wire`]: the 12-byte header packet format and its `tokio_util` codec.
 //! * [`pack`](mod@pack): `#[derive(IprotoPack, IprotoUnpack)]` serialization, fixed-width little-endian
 //!   and BER (Perl `pack 'w'`) modes, zero-copy borrowed fields.
+//! * [`rpc`]: typed RPC, message codes tied to request and reply types; `#[derive(Request)]`
+//!   and [`#[service]`](service) generate clients over any [`Sender`] and [`ServeMux`] routes
+//!   (complete example in the [`rpc`] docs and `examples/typed_rpc.rs`).
 #![warn(missing_docs)]
 
 pub mod pack;
@@ -37,3 +40,7 @@ pub use server::{listen_and_serve, Server, ServerConfig, ServerStats};
 pub mod pool;
 
 pub use pool::{Pool, PoolConfig, PoolStats};
+
+pub mod rpc;
+
+pub use rpc::{service, CallError, Request, SenderExt, ServiceError};

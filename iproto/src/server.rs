@@ -239,7 +239,7 @@ impl Server {
 
     /// Binds `addr` with `config`.
     pub async fn bind_with(addr: &str, config: ServerConfig) -> Result<Server, Error> {
-        let wrap = |e: std::io::Error| Error::Connect { addr: addr.to_owned(), source: Arc::new(e) };
+        let wrap = |e: std::io::Error| Error::Listen { addr: addr.to_owned(), source: Arc::new(e) };
         match Endpoint::parse(addr)? {
             Endpoint::Tcp(hostport) => {
                 let l = tokio::net::TcpListener::bind(hostport.as_str()).await.map_err(wrap)?;

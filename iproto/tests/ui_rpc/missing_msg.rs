@@ -1,0 +1,6 @@
+#[iproto::service]
+pub trait Kv {
+    async fn get(&self, key: String) -> u32;
+}
+
+fn main() {}
