@@ -265,10 +265,19 @@ fn mux_duplicate_registration_is_an_error() {
     assert_eq!(codes, [0x10, 0x11]);
 }
 
+/// A handler type (as opposed to a closure): replies with a fixed body.
+struct Fixed(&'static [u8]);
+
+impl iproto::Handler for Fixed {
+    async fn handle(&self, _packet: Packet, _channel: Channel) -> Option<Bytes> {
+        Some(Bytes::from_static(self.0))
+    }
+}
+
 fn routed_mux() -> ServeMux {
     let mut mux = ServeMux::new();
     mux.handle(1, |_p: Packet, _ch: Channel| async { Some(Bytes::from_static(b"one")) }).expect("route 1");
-    mux.handle(2, |_p: Packet, _ch: Channel| async { Some(Bytes::from_static(b"two")) }).expect("route 2");
+    mux.handle(2, Fixed(b"two")).expect("route 2");
     mux
 }
 
