@@ -797,16 +797,8 @@ impl Pool {
     /// Sends a request on the next channel and waits for its reply; retries once on another
     /// channel when the chosen one stopped before the request left (P-21).
     pub async fn call_with(&self, msg: u32, body: &[u8], opts: CallOptions) -> Result<Bytes, Error> {
-        let inner = &self.inner;
-        inner.admit(opts.timeout.unwrap_or(inner.config.channel.request_timeout)).await?;
-        let mut retried = false;
-        loop {
-            let pick = inner.acquire().await?;
-            match pick.channel().call_with(msg, body, opts).await {
-                Err(Error::Stopped | Error::Hijacked) if !retried => retried = true,
-                result => return result,
-            }
-        }
+        let budget = opts.timeout.unwrap_or(self.inner.config.channel.request_timeout);
+        self.on_next_channel(budget, |pick| async move { pick.channel().call_with(msg, body, opts).await }).await
     }
 
     /// [`call_with`](Self::call_with) with default options.
@@ -816,29 +808,29 @@ impl Pool {
 
     /// Sends a notification on the next channel (retried once like calls).
     pub async fn notify(&self, msg: u32, body: &[u8]) -> Result<(), Error> {
-        let inner = &self.inner;
-        inner.admit(inner.config.channel.notice_timeout).await?;
-        let mut retried = false;
-        loop {
-            let pick = inner.acquire().await?;
-            match pick.channel().notify(msg, body).await {
-                Err(Error::Stopped | Error::Hijacked) if !retried => retried = true,
-                result => return result,
-            }
-        }
+        let budget = self.inner.config.channel.notice_timeout;
+        self.on_next_channel(budget, |pick| async move { pick.channel().notify(msg, body).await }).await
     }
 
     /// Sends a packet as is on the next channel (retried once like calls).
     pub async fn send(&self, packet: Packet) -> Result<(), Error> {
+        let budget = self.inner.config.channel.request_timeout;
+        let packet = &packet;
+        self.on_next_channel(budget, |pick| async move { pick.channel().send(packet.clone()).await }).await
+    }
+
+    /// Takes a rate-limit token (shaping waits up to `budget`), then runs `op` on the next
+    /// channel; once more on another one if that channel had stopped before sending.
+    async fn on_next_channel<T, F, Fut>(&self, budget: Duration, op: F) -> Result<T, Error>
+    where
+        F: Fn(Pick) -> Fut,
+        Fut: Future<Output = Result<T, Error>>,
+    {
         let inner = &self.inner;
-        inner.admit(inner.config.channel.request_timeout).await?;
-        let mut retried = false;
-        loop {
-            let pick = inner.acquire().await?;
-            match pick.channel().send(packet.clone()).await {
-                Err(Error::Stopped | Error::Hijacked) if !retried => retried = true,
-                result => return result,
-            }
+        inner.admit(budget).await?;
+        match op(inner.acquire().await?).await {
+            Err(Error::Stopped | Error::Hijacked) => op(inner.acquire().await?).await,
+            result => result,
         }
     }
 }
