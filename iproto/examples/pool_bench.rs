@@ -15,6 +15,10 @@ use iproto::{Channel, Packet, Server};
 struct Args {
     addr: Option<String>,
     listen: Option<String>,
+    /// Run the server's handlers on the reader task (not the default), for comparison.
+    inline_handlers: bool,
+    /// Call the pool's channels directly, round-robin, to see what the pool itself costs.
+    direct: bool,
     conns: usize,
     concurrency: usize,
     size: usize,
@@ -22,9 +26,29 @@ struct Args {
 }
 
 fn parse_args() -> Result<Args, String> {
-    let mut args = Args { addr: None, listen: None, conns: 4, concurrency: 256, size: 32, duration: 5 };
+    let mut args = Args {
+        addr: None,
+        listen: None,
+        direct: false,
+        inline_handlers: false,
+        conns: 4,
+        concurrency: 256,
+        size: 32,
+        duration: 5,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
+        match flag.as_str() {
+            "--direct" => {
+                args.direct = true;
+                continue;
+            }
+            "--inline-handlers" => {
+                args.inline_handlers = true;
+                continue;
+            }
+            _ => {}
+        }
         let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
         let number = || value.parse::<u64>().map_err(|e| format!("{flag} {value}: {e}"));
         match flag.as_str() {
@@ -54,7 +78,7 @@ fn main() {
     let args = match parse_args() {
         Ok(a) => a,
         Err(e) => {
-            eprintln!("{e}\nusage: pool_bench [--addr HOST:PORT | --listen HOST:PORT] --conns N --concurrency C --size BYTES --duration SECS");
+            eprintln!("{e}\nusage: pool_bench [--addr HOST:PORT | --listen HOST:PORT] [--direct] [--inline-handlers] --conns N --concurrency C --size BYTES --duration SECS");
             std::process::exit(2);
         }
     };
@@ -63,7 +87,9 @@ fn main() {
     let addr = match &args.addr {
         Some(a) => a.clone(),
         None => server_rt.block_on(async {
-            let server = match Server::bind(args.listen.as_deref().unwrap_or("127.0.0.1:0")).await {
+            let mut config = iproto::ServerConfig::default();
+            config.channel.inline_handlers = args.inline_handlers;
+            let server = match Server::bind_with(args.listen.as_deref().unwrap_or("127.0.0.1:0"), config).await {
                 Ok(s) => s,
                 Err(e) => {
                     eprintln!("bind: {e}");
@@ -80,8 +106,7 @@ fn main() {
         eprintln!("listening on {addr}");
         server_rt.block_on(std::future::pending::<()>());
     }
-    let client_rt = runtime();
-    let code = client_rt.block_on(run(&args, &addr));
+    let code = runtime().block_on(run(&args, &addr));
     std::process::exit(code);
 }
 
@@ -99,21 +124,33 @@ async fn run(args: &Args, addr: &str) -> i32 {
         return 2;
     }
     let body = Bytes::from(vec![0x5a; args.size]);
+    let channels: std::sync::Arc<[Channel]> = pool.online().into();
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let direct = args.direct;
     let start = Instant::now();
     let end = start + Duration::from_secs(args.duration);
     let callers: Vec<_> = (0..args.concurrency)
         .map(|_| {
             let pool = pool.clone();
             let body = body.clone();
+            let (channels, next) = (channels.clone(), next.clone());
             tokio::spawn(async move {
                 let mut latencies = Vec::with_capacity(64 * 1024);
                 let mut errors = 0u64;
-                while Instant::now() < end {
-                    let t = Instant::now();
-                    match pool.call(1, &body).await {
-                        Ok(reply) if reply == body => latencies.push(t.elapsed().as_micros() as u32),
+                let mut t = Instant::now();
+                while t < end {
+                    let reply = if direct {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % channels.len();
+                        channels[i].call(1, &body).await
+                    } else {
+                        pool.call(1, &body).await
+                    };
+                    let now = Instant::now();
+                    match reply {
+                        Ok(reply) if reply == body => latencies.push((now - t).as_micros() as u32),
                         _ => errors += 1,
                     }
+                    t = now;
                 }
                 (latencies, errors)
             })

@@ -384,3 +384,76 @@ async fn pool_and_channel_are_both_senders() {
     pool.shutdown().await;
     server.stop().await;
 }
+
+// P-19, improved: a throttled dial makes the caller wait for the throttle window instead of
+// failing with go-iproto's ErrThrottled.
+#[tokio::test]
+async fn throttled_dial_waits_for_the_window() {
+    let server = start(echo).await;
+    let dials = Arc::new(AtomicUsize::new(0));
+    let d = dials.clone();
+    let throttle = Duration::from_millis(200);
+    let config = PoolConfig {
+        dial_throttle: Some(throttle),
+        disable_pre_dial: true,
+        connect_timeout: Duration::from_secs(2),
+        ..PoolConfig::default()
+    }
+    .with_connector(move |addr: String| {
+        d.fetch_add(1, SeqCst);
+        async move { tokio::net::TcpStream::connect(addr).await }
+    });
+    let pool = Pool::new(&server.addr.to_string(), config).expect("pool");
+    let started = Instant::now();
+    pool.call(1, b"first").await.expect("first dial");
+    for ch in pool.online() {
+        ch.close();
+        ch.closed().await;
+    }
+    assert_eq!(&pool.call(1, b"second").await.expect("waits for the throttle window")[..], b"second");
+    let took = started.elapsed();
+    assert!(took >= throttle - Duration::from_millis(20), "second dial came after {took:?}");
+    assert_eq!(dials.load(SeqCst), 2);
+    pool.shutdown().await;
+    server.stop().await;
+}
+
+// P-3: a custom connector can supply any stream; here an in-memory pipe to a channel.
+#[tokio::test]
+async fn connector_supplies_any_transport() {
+    let served = Arc::new(AtomicUsize::new(0));
+    let s = served.clone();
+    let config = PoolConfig::default().with_connector(move |addr: String| {
+        s.fetch_add(1, SeqCst);
+        async move {
+            assert_eq!(addr, "memory");
+            let (ours, theirs) = tokio::io::duplex(64 * 1024);
+            let server = Channel::new(theirs, ChannelConfig::server().with_handler(echo));
+            // The server side lives as long as the connection.
+            tokio::spawn(async move { server.closed().await });
+            Ok(ours)
+        }
+    });
+    let pool = Pool::dial("memory", config).await.expect("dial over a pipe");
+    assert_eq!(&pool.call(3, b"in memory").await.expect("call")[..], b"in memory");
+    assert_eq!(served.load(SeqCst), 1);
+    pool.shutdown().await;
+}
+
+// Dropping the last pool handle closes its connections (no leaked channels or tasks).
+#[tokio::test]
+async fn dropping_the_pool_closes_its_connections() {
+    let server = start(echo).await;
+    let pool = Pool::new(&server.addr.to_string(), PoolConfig { size: 3, ..Default::default() }).expect("pool");
+    pool.init_all().await.expect("init_all");
+    let clone = pool.clone();
+    drop(pool);
+    assert_eq!(&clone.call(1, b"still open").await.expect("a clone keeps the pool")[..], b"still open");
+    let channels = clone.online();
+    drop(clone);
+    for ch in &channels {
+        within("pool channel closes", ch.closed()).await;
+    }
+    within("server connections end", server.stats.wait_open_at_most(0)).await;
+    server.stop().await;
+}

@@ -265,10 +265,19 @@ fn mux_duplicate_registration_is_an_error() {
     assert_eq!(codes, [0x10, 0x11]);
 }
 
+/// A handler type (as opposed to a closure): replies with a fixed body.
+struct Fixed(&'static [u8]);
+
+impl iproto::Handler for Fixed {
+    async fn handle(&self, _packet: Packet, _channel: Channel) -> Option<Bytes> {
+        Some(Bytes::from_static(self.0))
+    }
+}
+
 fn routed_mux() -> ServeMux {
     let mut mux = ServeMux::new();
     mux.handle(1, |_p: Packet, _ch: Channel| async { Some(Bytes::from_static(b"one")) }).expect("route 1");
-    mux.handle(2, |_p: Packet, _ch: Channel| async { Some(Bytes::from_static(b"two")) }).expect("route 2");
+    mux.handle(2, Fixed(b"two")).expect("route 2");
     mux
 }
 
@@ -318,4 +327,65 @@ async fn serves_on_unix_sockets() {
     let _ = stop.send(());
     assert!(matches!(within("serve returns", serving).await, Ok(Ok(()))));
     let _ = std::fs::remove_file(&path);
+}
+
+/// Connects a raw TCP socket, waits until the server has accepted it, stops the server and
+/// returns every byte the server sent before closing. The raw peer never answers, so the
+/// server waits its (short) shutdown timeout for the peer's 0xff01 before it closes.
+async fn bytes_seen_on_shutdown(mut config: ServerConfig) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    config.channel.shutdown_timeout = Duration::from_millis(300);
+    let server = start(config, echo).await;
+    let mut raw = tokio::net::TcpStream::connect(&server.addr).await.expect("connect");
+    // A ping round trip proves the connection is served.
+    let ping = [0x00, 0xff, 0, 0, 0, 0, 0, 0, 7, 0, 0, 0];
+    tokio::io::AsyncWriteExt::write_all(&mut raw, &ping).await.expect("write ping");
+    let mut pong = [0u8; 12];
+    within("ping answered", raw.read_exact(&mut pong)).await.expect("read pong");
+    assert_eq!(pong, ping);
+    let stopping = tokio::spawn(server.stop());
+    let mut seen = Vec::new();
+    within("server closes", raw.read_to_end(&mut seen)).await.expect("read to EOF");
+    within("serve returns", stopping).await.expect("join");
+    seen
+}
+
+// V-5 / SPEC 3: a server shutdown sends 0xff01 to each client, unless disabled (for
+// MR::IProto clients and Octopus peers).
+#[tokio::test]
+async fn shutdown_sends_0xff01_unless_disabled() {
+    let _serial = serial().await;
+    let seen = bytes_seen_on_shutdown(ServerConfig::default()).await;
+    assert_eq!(seen, [0x01, 0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], "one shutdown packet, sync 0");
+
+    let mut config = ServerConfig::default();
+    config.channel.disable_shutdown = true;
+    assert_eq!(bytes_seen_on_shutdown(config).await, Vec::<u8>::new());
+}
+
+// The drain after the signal has a hard bound even when a handler never finishes.
+#[tokio::test]
+async fn shutdown_is_bounded_when_a_handler_hangs() {
+    let _serial = serial().await;
+    let mut config = ServerConfig { shutdown_timeout: Duration::from_millis(200), ..Default::default() };
+    config.channel.shutdown_timeout = Duration::from_secs(60);
+    let entered = Arc::new(Notify::new());
+    let e = entered.clone();
+    let server = start(config, move |_p: Packet, _ch: Channel| {
+        e.notify_one();
+        std::future::pending::<Option<Bytes>>()
+    })
+    .await;
+    let client = Channel::connect(&server.addr, ChannelConfig::client()).await.expect("connect");
+    let call = tokio::spawn({
+        let client = client.clone();
+        async move { client.call(1, b"never answered").await }
+    });
+    within("handler entered", entered.notified()).await;
+    let started = std::time::Instant::now();
+    server.stop().await;
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(3), "drain took {took:?}");
+    let result = within("call ends", call).await.expect("join");
+    assert!(matches!(result, Err(Error::Dropped(_)) | Err(Error::Timeout)), "{result:?}");
 }
