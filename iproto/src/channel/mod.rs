@@ -566,12 +566,14 @@ where
     tokio::spawn(
         async move {
             let (r, w) = (reader.await, writer.await);
-            if supervisor.hijacking.load(SeqCst) {
-                if let (Ok(r), Ok(w)) = (r, w) {
+            match (supervisor.hijacking.load(SeqCst), r, w) {
+                (true, Ok(r), Ok(w)) => {
                     let leftover: BytesMut = r.leftover;
                     *supervisor.hijack_slot.lock().unwrap_or_else(|e| e.into_inner()) =
                         Some((reunite(r.half, w), leftover.freeze()));
                 }
+                // Drop both halves here, so the transport is closed when closed() resolves.
+                (_, r, w) => drop((r, w)),
             }
             tracing::debug!("iproto channel closed");
             supervisor.state.send_replace(State::Closed);
