@@ -53,20 +53,7 @@ fn fixed_golden_vectors_s1() {
 #[test]
 fn ber_golden_vectors_s4() {
     // TestBER and the seed's BER table (S-4): Perl `pack 'w'`.
-    let cases: &[(u64, &str)] = &[
-        (0, "00"),
-        (5, "05"),
-        (127, "7f"),
-        (128, "8100"),
-        (255, "817f"),
-        (300, "822c"),
-        (16383, "ff7f"),
-        (16384, "818000"),
-        (100000, "868d20"),
-        (u32::MAX as u64, "8fffffff7f"),
-        (1 << 63, "81808080808080808000"),
-        (u64::MAX, "81ffffffffffffffff7f"),
-    ];
+    let cases = super::ber::tests::GOLDEN;
     for &(v, h) in cases {
         check(v, true, h);
     }
