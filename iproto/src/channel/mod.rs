@@ -26,6 +26,7 @@ mod pending;
 mod reader;
 mod shutdown;
 mod stats;
+mod sweep;
 mod writer;
 
 use std::any::Any;
@@ -48,7 +49,7 @@ pub use stats::ChannelStats;
 use crate::net::{self, Addr, Stream, Transport};
 use crate::wire::{Packet, MSG_PING, MSG_RESERVED_MIN};
 use crate::Error;
-use pending::{key, Pending};
+use pending::{key, Pending, SweepAction};
 use writer::{Outbox, Wait};
 
 /// Sends requests and notifications: implemented by [`Channel`] and by
@@ -87,6 +88,8 @@ pub(crate) struct Shared {
     /// writer done, dropped.
     changed: Notify,
     pending: Mutex<Pending>,
+    /// Wakes the parked timeout sweep (`sweep.rs`).
+    wake_sweep: Notify,
     stopped: AtomicBool,
     hijacking: AtomicBool,
     dropped: AtomicBool,
@@ -314,14 +317,24 @@ impl Channel {
         self.check_open()?;
         let deadline = Instant::now() + opts.timeout.unwrap_or(s.config.request_timeout);
         let (tx, rx) = oneshot::channel();
-        let sync = s.pending().insert(msg, tx);
+        // The default timeout is enforced by the sweep; a per-call one by its own timer.
+        let swept = opts.timeout.is_none();
+        let (sync, action) = s.pending().insert(msg, tx, swept.then_some(deadline));
+        match action {
+            SweepAction::Nothing => {}
+            SweepAction::Wake => s.wake_sweep.notify_one(),
+            SweepAction::Spawn => {
+                tokio::spawn(sweep::run(s.clone()));
+            }
+        }
         let mut guard = PendingGuard { shared: s, key: key(msg, sync), sent: false };
         if let Err(e) = s.enqueue(msg, sync, body, Wait::Until(deadline)).await {
             stats::Counters::inc(&s.stats.packets_dropped);
             return Err(e);
         }
         guard.sent = true;
-        match tokio::time::timeout_at(deadline, rx).await {
+        let reply = if swept { Ok(rx.await) } else { tokio::time::timeout_at(deadline, rx).await };
+        match reply {
             Ok(Ok(reply)) => {
                 guard.disarm();
                 reply
@@ -529,6 +542,7 @@ where
         room: Notify::new(),
         changed: Notify::new(),
         pending: Mutex::new(Pending::default()),
+        wake_sweep: Notify::new(),
         stopped: AtomicBool::new(false),
         hijacking: AtomicBool::new(false),
         dropped: AtomicBool::new(false),
