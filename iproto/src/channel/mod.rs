@@ -257,7 +257,7 @@ impl Channel {
                 let peer = tcp.peer_addr().ok().map(Addr::Tcp);
                 let local = tcp.local_addr().ok().map(Addr::Tcp);
                 let (r, w) = tcp.into_split();
-                return start(r, w, config, peer, local, |r, w| match r.reunite(w) {
+                return start(r, w, true, config, peer, local, |r, w| match r.reunite(w) {
                     Ok(s) => Box::new(s),
                     Err(e) => Box::new(tokio::io::join(e.0, e.1)),
                 });
@@ -274,7 +274,7 @@ impl Channel {
                 let peer = name(unix.peer_addr());
                 let local = name(unix.local_addr());
                 let (r, w) = unix.into_split();
-                return start(r, w, config, peer, local, |r, w| match r.reunite(w) {
+                return start(r, w, true, config, peer, local, |r, w| match r.reunite(w) {
                     Ok(s) => Box::new(s),
                     Err(e) => Box::new(tokio::io::join(e.0, e.1)),
                 });
@@ -284,7 +284,7 @@ impl Channel {
         match boxed.downcast::<T>() {
             Ok(io) => {
                 let (r, w) = tokio::io::split(*io);
-                start(r, w, config, None, None, |r, w| Box::new(r.unsplit(w)))
+                start(r, w, false, config, None, None, |r, w| Box::new(r.unsplit(w)))
             }
             Err(_) => unreachable!("the box holds a T"),
         }
@@ -523,9 +523,11 @@ impl Drop for PendingGuard<'_> {
 }
 
 /// Builds the shared state and spawns the tasks over the two halves of a transport.
+/// `socket`: the write half needs no flush, so the reader may write replies itself.
 fn start<R, W>(
     r: R,
     w: W,
+    socket: bool,
     config: ChannelConfig,
     peer: Option<Addr>,
     local: Option<Addr>,
@@ -571,8 +573,10 @@ where
         peer = %shared.peer.as_ref().map(|a| a.to_string()).unwrap_or_default(),
         local = %shared.local.as_ref().map(|a| a.to_string()).unwrap_or_default(),
     );
-    let reader = tokio::spawn(reader::run(shared.clone(), r).instrument(span.clone()));
-    let writer = tokio::spawn(writer::run(shared.clone(), w).instrument(span.clone()));
+    let half = Arc::new(writer::WriteHalf::new(w));
+    let direct = socket.then(|| half.clone() as Arc<dyn writer::DirectWrite>);
+    let reader = tokio::spawn(reader::run(shared.clone(), r, direct).instrument(span.clone()));
+    let writer = tokio::spawn(writer::run(shared.clone(), half).instrument(span.clone()));
     if shared.config.effective_ping().is_some() || shared.config.idle_timeout.is_some() {
         tokio::spawn(keepalive::run(shared.clone()).instrument(span.clone()));
     }

@@ -16,7 +16,7 @@ use tokio_util::codec::Decoder;
 
 use super::pending::key;
 use super::stats::Counters;
-use super::writer::Wait;
+use super::writer::{DirectWrite, Wait};
 use super::{Channel, Shared};
 use crate::wire::{self, Packet, PacketCodec, MSG_PING, MSG_SHUTDOWN};
 use crate::Error;
@@ -42,14 +42,20 @@ struct Batch {
     /// Replies of handlers that answered at once, written to the outbox in one go.
     replies: BytesMut,
     reply_count: usize,
+    /// The write half, when the reader may write replies itself (sockets).
+    direct: Option<Arc<dyn DirectWrite>>,
 }
 
 /// The reader task.
-pub(crate) async fn run<R: AsyncRead + Unpin>(shared: Arc<Shared>, mut r: R) -> ReaderOutput<R> {
+pub(crate) async fn run<R: AsyncRead + Unpin>(
+    shared: Arc<Shared>,
+    mut r: R,
+    direct: Option<Arc<dyn DirectWrite>>,
+) -> ReaderOutput<R> {
     let mut codec = PacketCodec::with_size_limit(shared.config.size_limit);
     let mut buf = BytesMut::with_capacity(MIN_READ);
     let mut hijacked = BytesMut::new();
-    let mut batch = Batch::default();
+    let mut batch = Batch { direct, ..Batch::default() };
     let result: Result<(), Error> = async {
         loop {
             while let Some(packet) = codec.decode(&mut buf)? {
@@ -140,6 +146,12 @@ async fn flush_replies(shared: &Shared, batch: &mut Batch) {
         return;
     }
     let count = std::mem::take(&mut batch.reply_count);
+    if let Some(io) = &batch.direct {
+        if shared.write_direct(io.as_ref(), &batch.replies, count) {
+            batch.replies.clear();
+            return;
+        }
+    }
     if let Err(e) = shared.enqueue_encoded(&batch.replies, count).await {
         tracing::debug!(error = %e, "could not send replies");
     }
