@@ -32,6 +32,28 @@ pub(crate) struct Outbox {
     writing: bool,
 }
 
+impl Outbox {
+    /// Runs `write` on the buffer if the queue (limit `write_queue`) is not full and counts
+    /// `count` packets. The caller wakes the writer once the lock is released.
+    #[inline]
+    pub(crate) fn try_push(
+        &mut self,
+        write_queue: usize,
+        count: usize,
+        write: impl FnOnce(&mut BytesMut) -> Result<(), Error>,
+    ) -> Result<bool, Error> {
+        if self.closed {
+            return Err(Error::Stopped);
+        }
+        if self.queued >= write_queue.max(1) {
+            return Ok(false);
+        }
+        write(&mut self.buf)?;
+        self.queued += count;
+        Ok(true)
+    }
+}
+
 /// The write half, shared by the writer task and the reader's direct writes. The lock is
 /// never held across an await: each poll of the transport takes it.
 pub(crate) struct WriteHalf<W> {
@@ -140,23 +162,16 @@ impl Shared {
     /// Runs `write` on the outbox if the queue is not full and counts `count` packets.
     #[inline]
     fn try_push(&self, count: usize, write: impl FnOnce(&mut BytesMut) -> Result<(), Error>) -> Result<bool, Error> {
-        let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
-        if out.closed {
-            return Err(Error::Stopped);
+        let pushed = self.book().out.try_push(self.config.write_queue, count, write)?;
+        if pushed {
+            self.wake_writer.notify_one();
         }
-        if out.queued >= self.config.write_queue.max(1) {
-            return Ok(false);
-        }
-        write(&mut out.buf)?;
-        out.queued += count;
-        drop(out);
-        self.wake_writer.notify_one();
-        Ok(true)
+        Ok(pushed)
     }
 
     /// Refuses further packets and wakes everybody waiting for room.
     pub(crate) fn close_outbox(&self) {
-        self.out.lock().unwrap_or_else(|e| e.into_inner()).closed = true;
+        self.book().out.closed = true;
         self.room.notify_waiters();
         self.changed.notify_waiters();
     }
@@ -167,7 +182,8 @@ impl Shared {
     /// the usual way. Only for transports that need no flush (sockets): bytes a TLS stream
     /// buffered here would wait for a flush nobody does.
     pub(crate) fn write_direct(&self, io: &dyn DirectWrite, packets: &[u8], count: usize) -> bool {
-        let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
+        let mut book = self.book();
+        let out = &mut book.out;
         if out.closed || out.writing || !out.buf.is_empty() {
             return false;
         }
@@ -176,21 +192,21 @@ impl Shared {
             return false;
         }
         if n == packets.len() {
-            drop(out);
+            drop(book);
             self.stats.record_write(count, n);
             return true;
         }
         // The rest goes first in the queue: the lock has been held since the check.
         out.buf.extend_from_slice(&packets[n..]);
         out.queued += count;
-        drop(out);
+        drop(book);
         self.stats.record_write(0, n);
         self.wake_writer.notify_one();
         true
     }
 
     pub(crate) fn outbox_closed(&self) -> bool {
-        self.out.lock().unwrap_or_else(|e| e.into_inner()).closed
+        self.book().out.closed
     }
 }
 
@@ -206,7 +222,8 @@ pub(crate) async fn run<W: AsyncWrite + Unpin>(shared: Arc<Shared>, half: Arc<Wr
         // Let callers that are runnable now add their packets to this batch.
         tokio::task::yield_now().await;
         let (packets, last) = {
-            let mut out = shared.out.lock().unwrap_or_else(|e| e.into_inner());
+            let mut book = shared.book();
+            let out = &mut book.out;
             std::mem::swap(&mut out.buf, &mut batch);
             let packets = std::mem::take(&mut out.queued);
             let last = shared.writer_stop.load(std::sync::atomic::Ordering::SeqCst);
@@ -258,7 +275,7 @@ pub(crate) async fn run<W: AsyncWrite + Unpin>(shared: Arc<Shared>, half: Arc<Wr
                     break;
                 }
             }
-            shared.out.lock().unwrap_or_else(|e| e.into_inner()).writing = false;
+            shared.book().out.writing = false;
             if batch.capacity() > KEEP_CAPACITY {
                 batch = BytesMut::new();
             } else {
