@@ -50,7 +50,7 @@ pub use stats::ChannelStats;
 use crate::net::{self, Addr, Stream, Transport};
 use crate::wire::{encode_packet, Packet, HEADER_LEN, MSG_PING, MSG_RESERVED_MIN};
 use crate::Error;
-use pending::{key, Pending, SweepAction};
+use pending::{key, Pending};
 use writer::{Outbox, Wait};
 
 /// Sends requests and notifications: implemented by [`Channel`] and by
@@ -112,8 +112,6 @@ pub(crate) struct Shared {
     /// Fired on every life-cycle event: pending calls emptied, peer shutdown, reader or
     /// writer done, dropped.
     changed: Notify,
-    /// Wakes the parked timeout sweep (`sweep.rs`).
-    wake_sweep: Notify,
     stopped: AtomicBool,
     hijacking: AtomicBool,
     dropped: AtomicBool,
@@ -348,9 +346,9 @@ impl Channel {
         // The default timeout is enforced by the sweep; a per-call one by its own timer.
         let swept = opts.timeout.is_none();
         // Register and, when the queue has room, queue the packet under one lock.
-        let (sync, action, queued) = {
+        let (sync, spawn_sweep, queued) = {
             let mut book = s.book();
-            let (sync, action) = book.pending.insert(msg, tx, swept.then_some(deadline));
+            let (sync, spawn_sweep) = book.pending.insert(msg, tx, swept.then_some(deadline));
             let queued = if body.len() > u32::MAX as usize {
                 Err(Error::BodyTooLarge(body.len()))
             } else {
@@ -359,14 +357,10 @@ impl Channel {
                     encode_packet(buf, msg, sync, body).map_err(Error::from)
                 })
             };
-            (sync, action, queued)
+            (sync, spawn_sweep, queued)
         };
-        match action {
-            SweepAction::Nothing => {}
-            SweepAction::Wake => s.wake_sweep.notify_one(),
-            SweepAction::Spawn => {
-                tokio::spawn(sweep::run(s.clone()));
-            }
+        if spawn_sweep {
+            tokio::spawn(sweep::run(s.clone()));
         }
         let mut guard = PendingGuard { shared: s, key: key(msg, sync), sent: false };
         let queued = match queued {
@@ -592,7 +586,6 @@ where
         wake_writer: Notify::new(),
         room: Notify::new(),
         changed: Notify::new(),
-        wake_sweep: Notify::new(),
         stopped: AtomicBool::new(false),
         hijacking: AtomicBool::new(false),
         dropped: AtomicBool::new(false),

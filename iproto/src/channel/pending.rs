@@ -54,29 +54,11 @@ struct Call {
     deadline: Option<Instant>,
 }
 
-/// Whether the sweep task exists and whether it is asleep with nothing to watch.
-#[derive(Default, Clone, Copy, PartialEq, Eq)]
-enum SweepState {
-    #[default]
-    Absent,
-    /// Waiting to be woken: no call has a deadline.
-    Idle,
-    /// Watching the deadlines.
-    Armed,
-}
-
-/// What the caller that registered a call must do for the sweep.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum SweepAction {
-    Nothing,
-    Spawn,
-    Wake,
-}
-
 #[derive(Default)]
 pub(crate) struct Pending {
     calls: HashMap<u64, Call, Build>,
-    sweep: SweepState,
+    /// Whether the sweep task runs (it ends when no call has a deadline).
+    sweeping: bool,
     next_sync: u32,
     abandoned: VecDeque<u64>,
     abandoned_set: HashSet<u64, Build>,
@@ -85,8 +67,9 @@ pub(crate) struct Pending {
 impl Pending {
     /// Registers a call with code `msg` and returns its sync: the next counter value that is
     /// not 0, not pending and not recently abandoned for that `msg` (W-13), and what to do
-    /// for the sweep when the call has a `deadline` for it.
-    pub fn insert(&mut self, msg: u32, tx: oneshot::Sender<Reply>, deadline: Option<Instant>) -> (u32, SweepAction) {
+    /// and whether the caller must start the sweep task (the call has a `deadline` for it and
+    /// none runs).
+    pub fn insert(&mut self, msg: u32, tx: oneshot::Sender<Reply>, deadline: Option<Instant>) -> (u32, bool) {
         loop {
             self.next_sync = self.next_sync.wrapping_add(1);
             let sync = self.next_sync;
@@ -99,15 +82,9 @@ impl Pending {
             }
             if let std::collections::hash_map::Entry::Vacant(slot) = self.calls.entry(k) {
                 slot.insert(Call { tx, deadline });
-                let action = match (deadline, self.sweep) {
-                    (None, _) | (_, SweepState::Armed) => SweepAction::Nothing,
-                    (Some(_), SweepState::Absent) => SweepAction::Spawn,
-                    (Some(_), SweepState::Idle) => SweepAction::Wake,
-                };
-                if action != SweepAction::Nothing {
-                    self.sweep = SweepState::Armed;
-                }
-                return (sync, action);
+                let spawn = deadline.is_some() && !self.sweeping;
+                self.sweeping |= spawn;
+                return (sync, spawn);
             }
         }
     }
@@ -119,8 +96,8 @@ impl Pending {
     }
 
     /// Abandons every call whose deadline is not after `now` and returns them, with the
-    /// earliest deadline left. With none left, the sweep is marked idle: the next call with a
-    /// deadline wakes it. A scan of the whole table, but only about once per timeout period:
+    /// earliest deadline left. With none left, the sweep is marked as ended: the next call with
+    /// a deadline starts a new one. A scan of the whole table, but only about once per timeout period:
     /// every deadline is its call's start plus the same timeout.
     pub fn expire(&mut self, now: Instant, expired: &mut Vec<oneshot::Sender<Reply>>) -> Option<Instant> {
         let mut next: Option<Instant> = None;
@@ -138,7 +115,7 @@ impl Pending {
             }
         }
         if next.is_none() {
-            self.sweep = SweepState::Idle;
+            self.sweeping = false;
         }
         next
     }

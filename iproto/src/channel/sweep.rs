@@ -3,8 +3,8 @@
 //! earliest one, then fails the calls that are due with [`Error::Timeout`]. Registering and
 //! cancelling a tokio timer per call cost more than the rest of a call's bookkeeping.
 //!
-//! The task is spawned by the first such call and parks on a `Notify` whenever no call has a
-//! deadline, so an idle channel costs nothing; the call that finds it parked wakes it.
+//! The task is spawned by a call that finds none running, and ends when no call has a
+//! deadline, so an idle channel holds no task: at most one spawn per timeout period.
 
 use std::sync::Arc;
 
@@ -28,18 +28,12 @@ pub(crate) async fn run(shared: Arc<Shared>) {
         if emptied {
             shared.changed.notify_waiters();
         }
-        match next {
-            Some(deadline) => tokio::select! {
-                biased;
-                _ = shared.cancel.cancelled() => return,
-                _ = tokio::time::sleep_until(deadline) => {}
-            },
-            // `notify_one` keeps a permit, so a wake-up sent before we get here is not lost.
-            None => tokio::select! {
-                biased;
-                _ = shared.cancel.cancelled() => return,
-                _ = shared.wake_sweep.notified() => {}
-            },
+        // With no deadline left the table already says the sweep has ended.
+        let Some(deadline) = next else { return };
+        tokio::select! {
+            biased;
+            _ = shared.cancel.cancelled() => return,
+            _ = tokio::time::sleep_until(deadline) => {}
         }
     }
 }
