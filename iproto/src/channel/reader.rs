@@ -21,7 +21,7 @@ use super::{Channel, Shared};
 use crate::wire::{self, Packet, PacketCodec, MSG_PING, MSG_SHUTDOWN};
 use crate::Error;
 
-/// Smallest read buffer; an idle connection shrinks back to it.
+/// Smallest read chunk; a quiet connection shrinks back to it.
 const MIN_READ: usize = 2 * 1024;
 /// Largest read chunk.
 const MAX_READ: usize = 64 * 1024;
@@ -54,6 +54,8 @@ pub(crate) async fn run<R: AsyncRead + Unpin>(
 ) -> ReaderOutput<R> {
     let mut codec = PacketCodec::with_size_limit(shared.config.size_limit);
     let mut buf = BytesMut::with_capacity(MIN_READ);
+    // How much to make room for before a read; adapts to the traffic.
+    let mut chunk = MIN_READ;
     let mut hijacked = BytesMut::new();
     let mut batch = Batch { direct, ..Batch::default() };
     let result: Result<(), Error> = async {
@@ -67,18 +69,27 @@ pub(crate) async fn run<R: AsyncRead + Unpin>(
                 process(&shared, &mut batch, &mut hijacked).await;
             }
             // Grow in chunks as bytes arrive, never by a length a header claims; shrink an
-            // idle buffer back to the minimum.
+            // idle buffer back to the chunk size.
             let spare = buf.capacity() - buf.len();
-            if buf.is_empty() && buf.capacity() > 4 * MIN_READ {
-                buf = BytesMut::with_capacity(MIN_READ);
-            } else if spare < MIN_READ {
-                buf.reserve((buf.len() * 2).clamp(MIN_READ, MAX_READ));
+            if buf.is_empty() && buf.capacity() > 4 * chunk {
+                buf = BytesMut::with_capacity(chunk);
+            } else if spare < chunk {
+                buf.reserve((buf.len() * 2).clamp(chunk, MAX_READ));
             }
+            let spare = buf.capacity() - buf.len();
             let n = tokio::select! {
                 biased;
                 _ = shared.cancel.cancelled() => return Ok(()),
                 n = r.read_buf(&mut buf) => n?,
             };
+            // A read that filled the space asks for twice as much next time, one that used
+            // under a quarter for half: busy connections read many replies per syscall (the
+            // lean yardstick reads 64 KiB), quiet ones keep small buffers.
+            if n >= spare {
+                chunk = (chunk * 2).min(MAX_READ);
+            } else if n < spare / 4 {
+                chunk = (chunk / 2).max(MIN_READ);
+            }
             if n == 0 {
                 if !buf.is_empty() {
                     return Err(Error::from(wire::truncated(&buf)));
