@@ -214,6 +214,26 @@ mod tests {
     }
 
     #[test]
+    fn sweep_expires_due_calls_and_ends_when_none_has_a_deadline() {
+        let mut p = Pending::default();
+        let t0 = Instant::now();
+        let (s1, spawn) = p.insert(1, tx(), Some(t0));
+        assert!(spawn, "the first call with a deadline starts the sweep");
+        let (_, spawn) = p.insert(1, tx(), Some(t0 + std::time::Duration::from_secs(1)));
+        assert!(!spawn, "one sweep at a time");
+        let (_, spawn) = p.insert(1, tx(), None);
+        assert!(!spawn, "a call with its own timer needs no sweep");
+        let mut expired = Vec::new();
+        assert_eq!(p.expire(t0, &mut expired), Some(t0 + std::time::Duration::from_secs(1)));
+        assert_eq!(expired.len(), 1);
+        assert!(p.take_abandoned(key(1, s1)), "an expired call's late reply is recognised");
+        expired.clear();
+        assert_eq!(p.expire(t0 + std::time::Duration::from_secs(1), &mut expired), None);
+        assert_eq!((expired.len(), p.len()), (1, 1), "the call with its own timer stays");
+        assert!(p.insert(1, tx(), Some(t0)).1, "the sweep ended: the next call starts one");
+    }
+
+    #[test]
     fn abandoned_memory_is_bounded() {
         let mut p = Pending::default();
         for _ in 0..ABANDONED_CAP * 2 {
