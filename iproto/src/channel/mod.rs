@@ -26,10 +26,12 @@ mod pending;
 mod reader;
 mod shutdown;
 mod stats;
+mod sweep;
 mod writer;
 
 use std::any::Any;
 use std::future::Future;
+use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
@@ -46,7 +48,7 @@ pub use handler::Handler;
 pub use stats::ChannelStats;
 
 use crate::net::{self, Addr, Stream, Transport};
-use crate::wire::{Packet, MSG_PING, MSG_RESERVED_MIN};
+use crate::wire::{encode_packet, Packet, HEADER_LEN, MSG_PING, MSG_RESERVED_MIN};
 use crate::Error;
 use pending::{key, Pending};
 use writer::{Outbox, Wait};
@@ -77,16 +79,39 @@ enum State {
     Closed,
 }
 
+/// The pending calls and the outgoing queue under one lock: a call registers itself and
+/// queues its packet with one lock, not two (the lean yardstick takes one per call).
+#[derive(Default)]
+pub(crate) struct Book {
+    pending: Pending,
+    out: Outbox,
+}
+
+/// The pending table behind the [`Book`] lock.
+pub(crate) struct PendingRef<'a>(MutexGuard<'a, Book>);
+
+impl Deref for PendingRef<'_> {
+    type Target = Pending;
+    fn deref(&self) -> &Pending {
+        &self.0.pending
+    }
+}
+
+impl DerefMut for PendingRef<'_> {
+    fn deref_mut(&mut self) -> &mut Pending {
+        &mut self.0.pending
+    }
+}
+
 /// Everything the handle and the tasks share.
 pub(crate) struct Shared {
     config: ChannelConfig,
-    out: Mutex<Outbox>,
+    book: Mutex<Book>,
     wake_writer: Notify,
     room: Notify,
     /// Fired on every life-cycle event: pending calls emptied, peer shutdown, reader or
     /// writer done, dropped.
     changed: Notify,
-    pending: Mutex<Pending>,
     stopped: AtomicBool,
     hijacking: AtomicBool,
     dropped: AtomicBool,
@@ -108,8 +133,12 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    fn pending(&self) -> MutexGuard<'_, Pending> {
-        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    fn book(&self) -> MutexGuard<'_, Book> {
+        self.book.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn pending(&self) -> PendingRef<'_> {
+        PendingRef(self.book())
     }
 
     fn is_stopped(&self) -> bool {
@@ -254,7 +283,7 @@ impl Channel {
                 let peer = tcp.peer_addr().ok().map(Addr::Tcp);
                 let local = tcp.local_addr().ok().map(Addr::Tcp);
                 let (r, w) = tcp.into_split();
-                return start(r, w, config, peer, local, |r, w| match r.reunite(w) {
+                return start(r, w, true, config, peer, local, |r, w| match r.reunite(w) {
                     Ok(s) => Box::new(s),
                     Err(e) => Box::new(tokio::io::join(e.0, e.1)),
                 });
@@ -271,7 +300,7 @@ impl Channel {
                 let peer = name(unix.peer_addr());
                 let local = name(unix.local_addr());
                 let (r, w) = unix.into_split();
-                return start(r, w, config, peer, local, |r, w| match r.reunite(w) {
+                return start(r, w, true, config, peer, local, |r, w| match r.reunite(w) {
                     Ok(s) => Box::new(s),
                     Err(e) => Box::new(tokio::io::join(e.0, e.1)),
                 });
@@ -281,7 +310,7 @@ impl Channel {
         match boxed.downcast::<T>() {
             Ok(io) => {
                 let (r, w) = tokio::io::split(*io);
-                start(r, w, config, None, None, |r, w| Box::new(r.unsplit(w)))
+                start(r, w, false, config, None, None, |r, w| Box::new(r.unsplit(w)))
             }
             Err(_) => unreachable!("the box holds a T"),
         }
@@ -314,14 +343,41 @@ impl Channel {
         self.check_open()?;
         let deadline = Instant::now() + opts.timeout.unwrap_or(s.config.request_timeout);
         let (tx, rx) = oneshot::channel();
-        let sync = s.pending().insert(msg, tx);
+        // The default timeout is enforced by the sweep; a per-call one by its own timer.
+        let swept = opts.timeout.is_none();
+        // Register and, when the queue has room, queue the packet under one lock.
+        let (sync, spawn_sweep, queued) = {
+            let mut book = s.book();
+            let (sync, spawn_sweep) = book.pending.insert(msg, tx, swept.then_some(deadline));
+            let queued = if body.len() > u32::MAX as usize {
+                Err(Error::BodyTooLarge(body.len()))
+            } else {
+                book.out.try_push(s.config.write_queue, 1, |buf| {
+                    buf.reserve(HEADER_LEN + body.len());
+                    encode_packet(buf, msg, sync, body).map_err(Error::from)
+                })
+            };
+            (sync, spawn_sweep, queued)
+        };
+        if spawn_sweep {
+            tokio::spawn(sweep::run(s.clone()));
+        }
         let mut guard = PendingGuard { shared: s, key: key(msg, sync), sent: false };
-        if let Err(e) = s.enqueue(msg, sync, body, Wait::Until(deadline)).await {
+        let queued = match queued {
+            Ok(true) => {
+                s.wake_writer.notify_one();
+                Ok(())
+            }
+            Ok(false) => s.enqueue(msg, sync, body, Wait::Until(deadline)).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = queued {
             stats::Counters::inc(&s.stats.packets_dropped);
             return Err(e);
         }
         guard.sent = true;
-        match tokio::time::timeout_at(deadline, rx).await {
+        let reply = if swept { Ok(rx.await) } else { tokio::time::timeout_at(deadline, rx).await };
+        match reply {
             Ok(Ok(reply)) => {
                 guard.disarm();
                 reply
@@ -510,9 +566,11 @@ impl Drop for PendingGuard<'_> {
 }
 
 /// Builds the shared state and spawns the tasks over the two halves of a transport.
+/// `socket`: the write half needs no flush, so the reader may write replies itself.
 fn start<R, W>(
     r: R,
     w: W,
+    socket: bool,
     config: ChannelConfig,
     peer: Option<Addr>,
     local: Option<Addr>,
@@ -524,11 +582,10 @@ where
 {
     let slots = config.max_concurrent_requests.clamp(1, Semaphore::MAX_PERMITS);
     let shared = Arc::new(Shared {
-        out: Mutex::new(Outbox::default()),
+        book: Mutex::new(Book::default()),
         wake_writer: Notify::new(),
         room: Notify::new(),
         changed: Notify::new(),
-        pending: Mutex::new(Pending::default()),
         stopped: AtomicBool::new(false),
         hijacking: AtomicBool::new(false),
         dropped: AtomicBool::new(false),
@@ -557,8 +614,10 @@ where
         peer = %shared.peer.as_ref().map(|a| a.to_string()).unwrap_or_default(),
         local = %shared.local.as_ref().map(|a| a.to_string()).unwrap_or_default(),
     );
-    let reader = tokio::spawn(reader::run(shared.clone(), r).instrument(span.clone()));
-    let writer = tokio::spawn(writer::run(shared.clone(), w).instrument(span.clone()));
+    let half = Arc::new(writer::WriteHalf::new(w));
+    let direct = socket.then(|| half.clone() as Arc<dyn writer::DirectWrite>);
+    let reader = tokio::spawn(reader::run(shared.clone(), r, direct).instrument(span.clone()));
+    let writer = tokio::spawn(writer::run(shared.clone(), half).instrument(span.clone()));
     if shared.config.effective_ping().is_some() || shared.config.idle_timeout.is_some() {
         tokio::spawn(keepalive::run(shared.clone()).instrument(span.clone()));
     }

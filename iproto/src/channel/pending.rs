@@ -1,12 +1,15 @@
 //! Calls waiting for their reply, keyed by `(msg, sync)` (W-11), the sync allocator (W-13,
 //! skipping 0 and keys in use) and a bounded memory of recently abandoned calls, so that a
 //! late reply is dropped and counted instead of reaching the handler (SPEC.md section 1).
+//! Calls with the channel's default timeout carry their deadline here, for the sweep
+//! (`sweep.rs`) instead of a timer each.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 
 use bytes::Bytes;
 use tokio::sync::oneshot;
+use tokio::time::Instant;
 
 use crate::Error;
 
@@ -43,9 +46,19 @@ impl Hasher for KeyHasher {
 
 type Build = BuildHasherDefault<KeyHasher>;
 
+/// One call waiting for its reply.
+struct Call {
+    tx: oneshot::Sender<Reply>,
+    /// When the sweep fails it with [`Error::Timeout`]; `None` if the call keeps its own
+    /// timer (a per-call timeout).
+    deadline: Option<Instant>,
+}
+
 #[derive(Default)]
 pub(crate) struct Pending {
-    calls: HashMap<u64, oneshot::Sender<Reply>, Build>,
+    calls: HashMap<u64, Call, Build>,
+    /// Whether the sweep task runs (it ends when no call has a deadline).
+    sweeping: bool,
     next_sync: u32,
     abandoned: VecDeque<u64>,
     abandoned_set: HashSet<u64, Build>,
@@ -53,8 +66,10 @@ pub(crate) struct Pending {
 
 impl Pending {
     /// Registers a call with code `msg` and returns its sync: the next counter value that is
-    /// not 0, not pending and not recently abandoned for that `msg` (W-13).
-    pub fn insert(&mut self, msg: u32, tx: oneshot::Sender<Reply>) -> u32 {
+    /// not 0, not pending and not recently abandoned for that `msg` (W-13), and what to do
+    /// and whether the caller must start the sweep task (the call has a `deadline` for it and
+    /// none runs).
+    pub fn insert(&mut self, msg: u32, tx: oneshot::Sender<Reply>, deadline: Option<Instant>) -> (u32, bool) {
         loop {
             self.next_sync = self.next_sync.wrapping_add(1);
             let sync = self.next_sync;
@@ -66,8 +81,10 @@ impl Pending {
                 continue;
             }
             if let std::collections::hash_map::Entry::Vacant(slot) = self.calls.entry(k) {
-                slot.insert(tx);
-                return sync;
+                slot.insert(Call { tx, deadline });
+                let spawn = deadline.is_some() && !self.sweeping;
+                self.sweeping |= spawn;
+                return (sync, spawn);
             }
         }
     }
@@ -75,15 +92,43 @@ impl Pending {
     /// Takes the call waiting for `(msg, sync)`, if any.
     #[inline]
     pub fn take(&mut self, k: u64) -> Option<oneshot::Sender<Reply>> {
-        self.calls.remove(&k)
+        self.calls.remove(&k).map(|c| c.tx)
+    }
+
+    /// Abandons every call whose deadline is not after `now` and returns them, with the
+    /// earliest deadline left. With none left, the sweep is marked as ended: the next call with
+    /// a deadline starts a new one. A scan of the whole table, but only about once per timeout period:
+    /// every deadline is its call's start plus the same timeout.
+    pub fn expire(&mut self, now: Instant, expired: &mut Vec<oneshot::Sender<Reply>>) -> Option<Instant> {
+        let mut next: Option<Instant> = None;
+        let mut due = Vec::new();
+        for (&k, call) in &self.calls {
+            match call.deadline {
+                Some(d) if d <= now => due.push(k),
+                Some(d) => next = Some(next.map_or(d, |n| n.min(d))),
+                None => {}
+            }
+        }
+        for k in due {
+            if let Some(tx) = self.abandon_take(k) {
+                expired.push(tx);
+            }
+        }
+        if next.is_none() {
+            self.sweeping = false;
+        }
+        next
     }
 
     /// Forgets a call that gave up (timeout, cancellation) and remembers its key, so that a
     /// late reply is recognised. Returns whether it was still pending.
     pub fn abandon(&mut self, k: u64) -> bool {
-        if self.calls.remove(&k).is_none() {
-            return false;
-        }
+        self.abandon_take(k).is_some()
+    }
+
+    /// [`abandon`](Self::abandon), returning the call's sender.
+    fn abandon_take(&mut self, k: u64) -> Option<oneshot::Sender<Reply>> {
+        let call = self.calls.remove(&k)?;
         if self.abandoned_set.insert(k) {
             self.abandoned.push_back(k);
             if self.abandoned.len() > ABANDONED_CAP {
@@ -92,7 +137,7 @@ impl Pending {
                 }
             }
         }
-        true
+        Some(call.tx)
     }
 
     /// Forgets a call whose packet was never sent (no late reply can come).
@@ -113,7 +158,7 @@ impl Pending {
 
     /// Takes every pending call (the connection is gone).
     pub fn drain(&mut self) -> Vec<oneshot::Sender<Reply>> {
-        self.calls.drain().map(|(_, tx)| tx).collect()
+        self.calls.drain().map(|(_, c)| c.tx).collect()
     }
 
     pub fn len(&self) -> usize {
@@ -136,43 +181,63 @@ mod tests {
     #[test]
     fn first_sync_is_one_and_per_msg_w13() {
         let mut p = Pending::default();
-        assert_eq!(p.insert(42, tx()), 1);
-        assert_eq!(p.insert(43, tx()), 2);
+        assert_eq!(p.insert(42, tx(), None).0, 1);
+        assert_eq!(p.insert(43, tx(), None).0, 2);
         assert_eq!(p.len(), 2);
     }
 
     #[test]
     fn sync_skips_zero_and_pending_after_wrap_w13() {
         let mut p = Pending { next_sync: u32::MAX - 1, ..Default::default() };
-        assert_eq!(p.insert(7, tx()), u32::MAX);
+        assert_eq!(p.insert(7, tx(), None).0, u32::MAX);
         // wraps: 0 is skipped
-        assert_eq!(p.insert(7, tx()), 1);
+        assert_eq!(p.insert(7, tx(), None).0, 1);
         // 2 is taken by msg 7: the next msg-7 call skips it, another msg may reuse it (W-11)
         p.next_sync = 1;
-        assert_eq!(p.insert(9, tx()), 2);
+        assert_eq!(p.insert(9, tx(), None).0, 2);
         p.next_sync = 0;
-        assert_eq!(p.insert(7, tx()), 2);
+        assert_eq!(p.insert(7, tx(), None).0, 2);
         p.next_sync = 0;
-        assert_eq!(p.insert(7, tx()), 3, "1 and 2 are pending for msg 7");
+        assert_eq!(p.insert(7, tx(), None).0, 3, "1 and 2 are pending for msg 7");
     }
 
     #[test]
     fn abandoned_keys_are_remembered_and_not_reused() {
         let mut p = Pending::default();
-        let s = p.insert(5, tx());
+        let s = p.insert(5, tx(), None).0;
         assert!(p.abandon(key(5, s)));
         assert!(p.is_empty());
         p.next_sync = s - 1;
-        assert_ne!(p.insert(5, tx()), s, "an abandoned key is not handed out again");
+        assert_ne!(p.insert(5, tx(), None).0, s, "an abandoned key is not handed out again");
         assert!(p.take_abandoned(key(5, s)));
         assert!(!p.take_abandoned(key(5, s)), "each late reply is recognised once");
+    }
+
+    #[test]
+    fn sweep_expires_due_calls_and_ends_when_none_has_a_deadline() {
+        let mut p = Pending::default();
+        let t0 = Instant::now();
+        let (s1, spawn) = p.insert(1, tx(), Some(t0));
+        assert!(spawn, "the first call with a deadline starts the sweep");
+        let (_, spawn) = p.insert(1, tx(), Some(t0 + std::time::Duration::from_secs(1)));
+        assert!(!spawn, "one sweep at a time");
+        let (_, spawn) = p.insert(1, tx(), None);
+        assert!(!spawn, "a call with its own timer needs no sweep");
+        let mut expired = Vec::new();
+        assert_eq!(p.expire(t0, &mut expired), Some(t0 + std::time::Duration::from_secs(1)));
+        assert_eq!(expired.len(), 1);
+        assert!(p.take_abandoned(key(1, s1)), "an expired call's late reply is recognised");
+        expired.clear();
+        assert_eq!(p.expire(t0 + std::time::Duration::from_secs(1), &mut expired), None);
+        assert_eq!((expired.len(), p.len()), (1, 1), "the call with its own timer stays");
+        assert!(p.insert(1, tx(), Some(t0)).1, "the sweep ended: the next call starts one");
     }
 
     #[test]
     fn abandoned_memory_is_bounded() {
         let mut p = Pending::default();
         for _ in 0..ABANDONED_CAP * 2 {
-            let s = p.insert(1, tx());
+            let s = p.insert(1, tx(), None).0;
             p.abandon(key(1, s));
         }
         assert_eq!(p.abandoned.len(), ABANDONED_CAP);

@@ -16,12 +16,12 @@ use tokio_util::codec::Decoder;
 
 use super::pending::key;
 use super::stats::Counters;
-use super::writer::Wait;
+use super::writer::{DirectWrite, Wait};
 use super::{Channel, Shared};
 use crate::wire::{self, Packet, PacketCodec, MSG_PING, MSG_SHUTDOWN};
 use crate::Error;
 
-/// Smallest read buffer; an idle connection shrinks back to it.
+/// Smallest read chunk; a quiet connection shrinks back to it.
 const MIN_READ: usize = 2 * 1024;
 /// Largest read chunk.
 const MAX_READ: usize = 64 * 1024;
@@ -42,14 +42,22 @@ struct Batch {
     /// Replies of handlers that answered at once, written to the outbox in one go.
     replies: BytesMut,
     reply_count: usize,
+    /// The write half, when the reader may write replies itself (sockets).
+    direct: Option<Arc<dyn DirectWrite>>,
 }
 
 /// The reader task.
-pub(crate) async fn run<R: AsyncRead + Unpin>(shared: Arc<Shared>, mut r: R) -> ReaderOutput<R> {
+pub(crate) async fn run<R: AsyncRead + Unpin>(
+    shared: Arc<Shared>,
+    mut r: R,
+    direct: Option<Arc<dyn DirectWrite>>,
+) -> ReaderOutput<R> {
     let mut codec = PacketCodec::with_size_limit(shared.config.size_limit);
     let mut buf = BytesMut::with_capacity(MIN_READ);
+    // How much to make room for before a read; adapts to the traffic.
+    let mut chunk = MIN_READ;
     let mut hijacked = BytesMut::new();
-    let mut batch = Batch::default();
+    let mut batch = Batch { direct, ..Batch::default() };
     let result: Result<(), Error> = async {
         loop {
             while let Some(packet) = codec.decode(&mut buf)? {
@@ -61,18 +69,27 @@ pub(crate) async fn run<R: AsyncRead + Unpin>(shared: Arc<Shared>, mut r: R) -> 
                 process(&shared, &mut batch, &mut hijacked).await;
             }
             // Grow in chunks as bytes arrive, never by a length a header claims; shrink an
-            // idle buffer back to the minimum.
+            // idle buffer back to the chunk size.
             let spare = buf.capacity() - buf.len();
-            if buf.is_empty() && buf.capacity() > 4 * MIN_READ {
-                buf = BytesMut::with_capacity(MIN_READ);
-            } else if spare < MIN_READ {
-                buf.reserve((buf.len() * 2).clamp(MIN_READ, MAX_READ));
+            if buf.is_empty() && buf.capacity() > 4 * chunk {
+                buf = BytesMut::with_capacity(chunk);
+            } else if spare < chunk {
+                buf.reserve((buf.len() * 2).clamp(chunk, MAX_READ));
             }
+            let spare = buf.capacity() - buf.len();
             let n = tokio::select! {
                 biased;
                 _ = shared.cancel.cancelled() => return Ok(()),
                 n = r.read_buf(&mut buf) => n?,
             };
+            // A read that filled the space asks for twice as much next time, one that used
+            // under a quarter for half: busy connections read many replies per syscall (the
+            // lean yardstick reads 64 KiB), quiet ones keep small buffers.
+            if n >= spare {
+                chunk = (chunk * 2).min(MAX_READ);
+            } else if n < spare / 4 {
+                chunk = (chunk / 2).max(MIN_READ);
+            }
             if n == 0 {
                 if !buf.is_empty() {
                     return Err(Error::from(wire::truncated(&buf)));
@@ -140,6 +157,12 @@ async fn flush_replies(shared: &Shared, batch: &mut Batch) {
         return;
     }
     let count = std::mem::take(&mut batch.reply_count);
+    if let Some(io) = &batch.direct {
+        if shared.write_direct(io.as_ref(), &batch.replies, count) {
+            batch.replies.clear();
+            return;
+        }
+    }
     if let Err(e) = shared.enqueue_encoded(&batch.replies, count).await {
         tracing::debug!(error = %e, "could not send replies");
     }

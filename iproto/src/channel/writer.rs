@@ -3,11 +3,18 @@
 //! it in one go. The writer yields once before taking the buffer, so that callers woken at the
 //! same time add their packets to the same batch (SPEC.md section 5: without it, batches
 //! collapse to one packet per write).
+//!
+//! On sockets the reader may also write a batch of replies itself ([`Shared::write_direct`])
+//! when the writer is idle and nothing is queued: that saves a wake-up and a task hand-off per
+//! read on the server side, which is what the lean yardstick server does.
 
-use std::sync::Arc;
+use std::future::poll_fn;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
 
 use bytes::BytesMut;
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::io::AsyncWrite;
 use tokio::time::Instant;
 
 use super::Shared;
@@ -21,6 +28,68 @@ pub(crate) struct Outbox {
     queued: usize,
     /// The writer no longer takes packets (stopped or dropped).
     closed: bool,
+    /// The writer holds a batch it has not finished writing: nobody else may write.
+    writing: bool,
+}
+
+impl Outbox {
+    /// Runs `write` on the buffer if the queue (limit `write_queue`) is not full and counts
+    /// `count` packets. The caller wakes the writer once the lock is released.
+    #[inline]
+    pub(crate) fn try_push(
+        &mut self,
+        write_queue: usize,
+        count: usize,
+        write: impl FnOnce(&mut BytesMut) -> Result<(), Error>,
+    ) -> Result<bool, Error> {
+        if self.closed {
+            return Err(Error::Stopped);
+        }
+        if self.queued >= write_queue.max(1) {
+            return Ok(false);
+        }
+        write(&mut self.buf)?;
+        self.queued += count;
+        Ok(true)
+    }
+}
+
+/// The write half, shared by the writer task and the reader's direct writes. The lock is
+/// never held across an await: each poll of the transport takes it.
+pub(crate) struct WriteHalf<W> {
+    io: Mutex<Option<W>>,
+}
+
+impl<W> WriteHalf<W> {
+    pub(crate) fn new(w: W) -> Self {
+        WriteHalf { io: Mutex::new(Some(w)) }
+    }
+
+    fn io(&self) -> MutexGuard<'_, Option<W>> {
+        self.io.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A write that does not wait: as many bytes as the transport takes now.
+pub(crate) trait DirectWrite: Send + Sync {
+    fn try_write(&self, buf: &[u8]) -> usize;
+}
+
+impl<W: AsyncWrite + Unpin + Send> DirectWrite for WriteHalf<W> {
+    fn try_write(&self, buf: &[u8]) -> usize {
+        let mut io = self.io();
+        let Some(w) = io.as_mut() else { return 0 };
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut done = 0;
+        while done < buf.len() {
+            match Pin::new(&mut *w).poll_write(&mut cx, &buf[done..]) {
+                Poll::Ready(Ok(n)) if n > 0 => done += n,
+                // Not ready, or an error the writer task will meet and report.
+                _ => break,
+            }
+        }
+        done
+    }
 }
 
 /// Largest batch buffer kept between writes; bigger ones are freed, so an idle connection
@@ -93,34 +162,56 @@ impl Shared {
     /// Runs `write` on the outbox if the queue is not full and counts `count` packets.
     #[inline]
     fn try_push(&self, count: usize, write: impl FnOnce(&mut BytesMut) -> Result<(), Error>) -> Result<bool, Error> {
-        let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
-        if out.closed {
-            return Err(Error::Stopped);
+        let pushed = self.book().out.try_push(self.config.write_queue, count, write)?;
+        if pushed {
+            self.wake_writer.notify_one();
         }
-        if out.queued >= self.config.write_queue.max(1) {
-            return Ok(false);
-        }
-        write(&mut out.buf)?;
-        out.queued += count;
-        drop(out);
-        self.wake_writer.notify_one();
-        Ok(true)
+        Ok(pushed)
     }
 
     /// Refuses further packets and wakes everybody waiting for room.
     pub(crate) fn close_outbox(&self) {
-        self.out.lock().unwrap_or_else(|e| e.into_inner()).closed = true;
+        self.book().out.closed = true;
         self.room.notify_waiters();
         self.changed.notify_waiters();
     }
 
+    /// Writes `count` encoded packets straight to the transport if the writer is idle and
+    /// nothing is queued (so order is kept); what the transport does not take now is queued
+    /// for the writer. Returns false, having done nothing, when the packets must be queued
+    /// the usual way. Only for transports that need no flush (sockets): bytes a TLS stream
+    /// buffered here would wait for a flush nobody does.
+    pub(crate) fn write_direct(&self, io: &dyn DirectWrite, packets: &[u8], count: usize) -> bool {
+        let mut book = self.book();
+        let out = &mut book.out;
+        if out.closed || out.writing || !out.buf.is_empty() {
+            return false;
+        }
+        let n = io.try_write(packets);
+        if n == 0 {
+            return false;
+        }
+        if n == packets.len() {
+            drop(book);
+            self.stats.record_write(count, n);
+            return true;
+        }
+        // The rest goes first in the queue: the lock has been held since the check.
+        out.buf.extend_from_slice(&packets[n..]);
+        out.queued += count;
+        drop(book);
+        self.stats.record_write(0, n);
+        self.wake_writer.notify_one();
+        true
+    }
+
     pub(crate) fn outbox_closed(&self) -> bool {
-        self.out.lock().unwrap_or_else(|e| e.into_inner()).closed
+        self.book().out.closed
     }
 }
 
 /// The writer task. Returns the write half (for hijack) when it stops.
-pub(crate) async fn run<W: AsyncWrite + Unpin>(shared: Arc<Shared>, mut w: W) -> W {
+pub(crate) async fn run<W: AsyncWrite + Unpin>(shared: Arc<Shared>, half: Arc<WriteHalf<W>>) -> W {
     let mut batch = BytesMut::new();
     loop {
         tokio::select! {
@@ -131,13 +222,15 @@ pub(crate) async fn run<W: AsyncWrite + Unpin>(shared: Arc<Shared>, mut w: W) ->
         // Let callers that are runnable now add their packets to this batch.
         tokio::task::yield_now().await;
         let (packets, last) = {
-            let mut out = shared.out.lock().unwrap_or_else(|e| e.into_inner());
+            let mut book = shared.book();
+            let out = &mut book.out;
             std::mem::swap(&mut out.buf, &mut batch);
             let packets = std::mem::take(&mut out.queued);
             let last = shared.writer_stop.load(std::sync::atomic::Ordering::SeqCst);
             if last {
                 out.closed = true;
             }
+            out.writing = !batch.is_empty();
             (packets, last)
         };
         // Wake as many waiting senders as there are free slots, not all of them: with
@@ -147,8 +240,23 @@ pub(crate) async fn run<W: AsyncWrite + Unpin>(shared: Arc<Shared>, mut w: W) ->
         }
         if !batch.is_empty() {
             let write = async {
-                w.write_all(&batch).await?;
-                w.flush().await
+                let mut done = 0;
+                while done < batch.len() {
+                    let n = poll_fn(|cx| match half.io().as_mut() {
+                        Some(w) => Pin::new(w).poll_write(cx, &batch[done..]),
+                        None => Poll::Ready(Err(std::io::ErrorKind::NotConnected.into())),
+                    })
+                    .await?;
+                    if n == 0 {
+                        return Err(std::io::ErrorKind::WriteZero.into());
+                    }
+                    done += n;
+                }
+                poll_fn(|cx| match half.io().as_mut() {
+                    Some(w) => Pin::new(w).poll_flush(cx),
+                    None => Poll::Ready(Ok(())),
+                })
+                .await
             };
             let timeout = shared.config.write_timeout;
             let result = tokio::select! {
@@ -167,6 +275,7 @@ pub(crate) async fn run<W: AsyncWrite + Unpin>(shared: Arc<Shared>, mut w: W) ->
                     break;
                 }
             }
+            shared.book().out.writing = false;
             if batch.capacity() > KEEP_CAPACITY {
                 batch = BytesMut::new();
             } else {
@@ -178,5 +287,5 @@ pub(crate) async fn run<W: AsyncWrite + Unpin>(shared: Arc<Shared>, mut w: W) ->
         }
     }
     shared.close_outbox();
-    w
+    half.io().take().expect("only the writer takes the write half")
 }

@@ -1,0 +1,39 @@
+//! Request timeouts without a timer per call: calls with the channel's default timeout leave
+//! their deadline in the pending table, and one sweep task per channel sleeps until the
+//! earliest one, then fails the calls that are due with [`Error::Timeout`]. Registering and
+//! cancelling a tokio timer per call cost more than the rest of a call's bookkeeping.
+//!
+//! The task is spawned by a call that finds none running, and ends when no call has a
+//! deadline, so an idle channel holds no task: at most one spawn per timeout period.
+
+use std::sync::Arc;
+
+use tokio::time::Instant;
+
+use super::Shared;
+use crate::Error;
+
+/// Runs until the channel closes.
+pub(crate) async fn run(shared: Arc<Shared>) {
+    let mut expired = Vec::new();
+    loop {
+        let (next, emptied) = {
+            let mut pending = shared.pending();
+            let next = pending.expire(Instant::now(), &mut expired);
+            (next, !expired.is_empty() && pending.is_empty())
+        };
+        for tx in expired.drain(..) {
+            let _ = tx.send(Err(Error::Timeout));
+        }
+        if emptied {
+            shared.changed.notify_waiters();
+        }
+        // With no deadline left the table already says the sweep has ended.
+        let Some(deadline) = next else { return };
+        tokio::select! {
+            biased;
+            _ = shared.cancel.cancelled() => return,
+            _ = tokio::time::sleep_until(deadline) => {}
+        }
+    }
+}
