@@ -236,6 +236,12 @@ pub struct ServeArgs {
     /// Largest request body accepted, in bytes; a larger one closes the connection.
     #[arg(long, value_name = "BYTES", default_value_t = iproto::wire::DEFAULT_SIZE_LIMIT)]
     pub size_limit: u32,
+    /// Drop a connection whose peer does not take our replies for this long (e.g. 2s).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "5s")]
+    pub write_timeout: Duration,
+    /// Replies that may wait for the writer per connection before handlers wait.
+    #[arg(long, value_name = "PACKETS", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub write_queue: u32,
 }
 
 /// Arguments of `iproto decode`.

@@ -22,6 +22,8 @@ pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
     }
     config.channel.idle_timeout = args.idle_timeout;
     config.channel.size_limit = args.size_limit;
+    config.channel.write_timeout = args.write_timeout;
+    config.channel.write_queue = args.write_queue as usize;
     let server = Server::bind_with(&args.addr, config)
         .await
         .map_err(|source| CliError::Bind { addr: args.addr.clone(), source })?;

@@ -323,3 +323,43 @@ fn bad_input_gives_one_line() {
     let o = iproto(&["call", &s.addr, "notanumber"]);
     assert_eq!(o.status.code(), Some(2));
 }
+
+#[test]
+fn serve_write_timeout_drops_a_client_that_never_reads() {
+    use std::io::Write;
+    let mut s = Server::start(&["127.0.0.1:0", "--echo", "--write-timeout", "200ms", "--write-queue", "2"]);
+    let (lines_tx, lines) = std::sync::mpsc::channel();
+    let err = s.stderr();
+    std::thread::spawn(move || {
+        for line in err.lines().map_while(Result::ok) {
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // A client that sends 64 KiB requests and never reads a reply.
+    let mut conn = std::net::TcpStream::connect(&s.addr).expect("connect");
+    std::thread::spawn(move || {
+        let body = vec![7u8; 64 * 1024];
+        let mut packet = Vec::new();
+        packet.extend_from_slice(&1u32.to_le_bytes());
+        packet.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        packet.extend_from_slice(&1u32.to_le_bytes());
+        packet.extend_from_slice(&body);
+        // Ends when the server drops the connection.
+        while conn.write_all(&packet).is_ok() {}
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) if line.contains("write timed out after 200ms") => break,
+            Ok(line) => seen.push(line),
+            Err(_) => panic!("no write-timeout drop logged; stderr: {seen:?}"),
+        }
+    }
+    // The server still serves others.
+    let o = iproto(&["call", &s.addr, "1", "0a0b", "--plain"]);
+    assert_eq!(stdout(&o), "0a0b\n", "{}", stderr(&o));
+}
