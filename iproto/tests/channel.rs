@@ -48,6 +48,18 @@ impl Peer {
     }
 }
 
+/// Starts `ch.call(msg, body)` in its own task.
+fn spawn_call(ch: &Channel, msg: u32, body: &'static [u8]) -> tokio::task::JoinHandle<Result<Bytes, Error>> {
+    let ch = ch.clone();
+    tokio::spawn(async move { ch.call(msg, body).await })
+}
+
+/// Starts `ch.shutdown()` in its own task.
+fn spawn_shutdown(ch: &Channel) -> tokio::task::JoinHandle<()> {
+    let ch = ch.clone();
+    tokio::spawn(async move { ch.shutdown().await })
+}
+
 fn quiet() -> ChannelConfig {
     ChannelConfig { ping_interval: None, ..ChannelConfig::client() }
 }
@@ -69,10 +81,7 @@ fn channels(client: ChannelConfig, server: ChannelConfig) -> (Channel, Channel) 
 #[tokio::test]
 async fn call_gets_reply_with_first_sync_one_w1_w13_c3() {
     let (ch, mut peer) = pair(quiet());
-    let call = tokio::spawn({
-        let ch = ch.clone();
-        async move { ch.call(42, b"hi").await }
-    });
+    let call = spawn_call(&ch, 42, b"hi");
     let req = peer.read().await;
     assert_eq!(req.header, Header { msg: 42, len: 2, sync: 1 });
     assert_eq!(&req.body[..], b"hi");
@@ -181,10 +190,7 @@ async fn per_call_timeout_override() {
 #[tokio::test]
 async fn dropped_call_future_removes_pending_entry() {
     let (ch, mut peer) = pair(quiet());
-    let call = tokio::spawn({
-        let ch = ch.clone();
-        async move { ch.call(3, b"x").await }
-    });
+    let call = spawn_call(&ch, 3, b"x");
     let req = peer.read().await;
     assert_eq!(ch.stats().pending, 1);
     call.abort();
@@ -192,10 +198,7 @@ async fn dropped_call_future_removes_pending_entry() {
     assert_eq!(ch.stats().pending, 0, "cancelling the call frees its slot");
     // Its reply later is a late reply.
     peer.write(3, req.header.sync, b"late").await;
-    let ok = tokio::spawn({
-        let ch = ch.clone();
-        async move { ch.call(4, b"y").await }
-    });
+    let ok = spawn_call(&ch, 4, b"y");
     let req2 = peer.read().await;
     assert_ne!(req2.header.sync, req.header.sync);
     peer.write(4, req2.header.sync, b"fine").await;
@@ -299,15 +302,9 @@ async fn both_sides_ping_keeps_both_alive_w16() {
 #[tokio::test]
 async fn graceful_shutdown_handshake_w18() {
     let (ch, mut peer) = pair(quiet());
-    let call = tokio::spawn({
-        let ch = ch.clone();
-        async move { ch.call(5, b"a").await }
-    });
+    let call = spawn_call(&ch, 5, b"a");
     let req = peer.read().await;
-    let shutdown = tokio::spawn({
-        let ch = ch.clone();
-        async move { ch.shutdown().await }
-    });
+    let shutdown = spawn_shutdown(&ch);
     ch.stopping().await;
     assert!(matches!(ch.call(5, b"b").await, Err(Error::Stopped)), "no new calls once stopping");
     // The pending call still completes; only then the shutdown packet is sent.
@@ -358,10 +355,7 @@ async fn shutdown_between_two_channels() {
 async fn shutdown_is_bounded_by_timeout_w24() {
     let config = ChannelConfig { shutdown_timeout: Duration::from_millis(50), ..quiet() };
     let (ch, mut peer) = pair(config);
-    let call = tokio::spawn({
-        let ch = ch.clone();
-        async move { ch.call(5, b"never answered").await }
-    });
+    let call = spawn_call(&ch, 5, b"never answered");
     peer.read().await;
     let start = tokio::time::Instant::now();
     ch.shutdown().await;
@@ -374,14 +368,8 @@ async fn shutdown_is_bounded_by_timeout_w24() {
 #[tokio::test]
 async fn shutdown_twice_returns_together() {
     let (ch, mut peer) = pair(quiet());
-    let a = tokio::spawn({
-        let ch = ch.clone();
-        async move { ch.shutdown().await }
-    });
-    let b = tokio::spawn({
-        let ch = ch.clone();
-        async move { ch.shutdown().await }
-    });
+    let a = spawn_shutdown(&ch);
+    let b = spawn_shutdown(&ch);
     assert_eq!(peer.read().await.header.msg, MSG_SHUTDOWN);
     peer.write(MSG_SHUTDOWN, 0, b"").await;
     a.await.unwrap();
@@ -410,10 +398,7 @@ async fn peer_closes_after_header_is_truncated_w9() {
 #[tokio::test]
 async fn peer_closes_mid_body_fails_pending_calls_c30() {
     let (ch, mut peer) = pair(quiet());
-    let call = tokio::spawn({
-        let ch = ch.clone();
-        async move { ch.call(1, b"").await }
-    });
+    let call = spawn_call(&ch, 1, b"");
     let req = peer.read().await;
     let mut partial = Header { msg: 1, len: 10, sync: req.header.sync }.to_bytes().to_vec();
     partial.extend_from_slice(b"abc");
@@ -428,10 +413,7 @@ async fn peer_closes_mid_body_fails_pending_calls_c30() {
 #[tokio::test]
 async fn clean_eof_with_pending_call_is_an_error_c30() {
     let (ch, mut peer) = pair(quiet());
-    let call = tokio::spawn({
-        let ch = ch.clone();
-        async move { ch.call(1, b"").await }
-    });
+    let call = spawn_call(&ch, 1, b"");
     peer.read().await;
     drop(peer);
     assert!(
@@ -545,15 +527,9 @@ async fn notifications_use_sync_zero_w4() {
 async fn send_writes_packet_as_is_during_shutdown_c24() {
     let (ch, mut peer) = pair(quiet());
     // A pending call holds the shutdown before its 0xff01.
-    let call = tokio::spawn({
-        let ch = ch.clone();
-        async move { ch.call(5, b"").await }
-    });
+    let call = spawn_call(&ch, 5, b"");
     let req = peer.read().await;
-    let sd = tokio::spawn({
-        let ch = ch.clone();
-        async move { ch.shutdown().await }
-    });
+    let sd = spawn_shutdown(&ch);
     ch.stopping().await;
     assert!(matches!(ch.notify(1, b"").await, Err(Error::Stopped)));
     ch.send(Packet::new(0xff10, 9, "reply")).await.unwrap();
@@ -568,10 +544,7 @@ async fn send_writes_packet_as_is_during_shutdown_c24() {
 #[tokio::test]
 async fn hijack_returns_transport_and_buffered_packets_c34_c35() {
     let (ch, mut peer) = pair(quiet());
-    let call = tokio::spawn({
-        let ch = ch.clone();
-        async move { ch.call(42, b"").await }
-    });
+    let call = spawn_call(&ch, 42, b"");
     let req = peer.read().await;
     let hijack = tokio::spawn({
         let ch = ch.clone();
