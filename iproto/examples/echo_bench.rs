@@ -20,10 +20,20 @@ struct Args {
     size: usize,
     duration: f64,
     inline: bool,
+    write_queue: Option<usize>,
 }
 
 fn parse_args() -> Args {
-    let mut a = Args { addr: None, serve: None, conns: 1, concurrency: 64, size: 32, duration: 5.0, inline: false };
+    let mut a = Args {
+        addr: None,
+        serve: None,
+        conns: 1,
+        concurrency: 64,
+        size: 32,
+        duration: 5.0,
+        inline: false,
+        write_queue: None,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
@@ -35,6 +45,7 @@ fn parse_args() -> Args {
             "--size" => a.size = value().parse().expect("--size"),
             "--duration" => a.duration = value().parse().expect("--duration"),
             "--inline" => a.inline = true,
+            "--write-queue" => a.write_queue = Some(value().parse().expect("--write-queue")),
             other => panic!("unknown argument {other}"),
         }
     }
@@ -63,7 +74,10 @@ fn main() {
             Some(addr) => addr.clone(),
             None => serve("127.0.0.1:0", a.inline).await,
         };
-        let config = ChannelConfig { ping_interval: None, ..ChannelConfig::client() };
+        let mut config = ChannelConfig { ping_interval: None, ..ChannelConfig::client() };
+        if let Some(q) = a.write_queue {
+            config.write_queue = q;
+        }
         let mut conns = Vec::new();
         for _ in 0..a.conns {
             conns.push(Channel::connect(&addr, config.clone()).await.expect("connect"));

@@ -19,6 +19,9 @@ struct Args {
     inline_handlers: bool,
     /// Call the pool's channels directly, round-robin, to see what the pool itself costs.
     direct: bool,
+    /// go-iproto's strict per-call round-robin instead of the batching pick.
+    strict: bool,
+    write_queue: Option<usize>,
     conns: usize,
     concurrency: usize,
     size: usize,
@@ -30,6 +33,8 @@ fn parse_args() -> Result<Args, String> {
         addr: None,
         listen: None,
         direct: false,
+        strict: false,
+        write_queue: None,
         inline_handlers: false,
         conns: 4,
         concurrency: 256,
@@ -41,6 +46,10 @@ fn parse_args() -> Result<Args, String> {
         match flag.as_str() {
             "--direct" => {
                 args.direct = true;
+                continue;
+            }
+            "--strict-round-robin" => {
+                args.strict = true;
                 continue;
             }
             "--inline-handlers" => {
@@ -55,6 +64,7 @@ fn parse_args() -> Result<Args, String> {
             "--addr" => args.addr = Some(value.clone()),
             "--listen" => args.listen = Some(value.clone()),
             "--conns" => args.conns = number()? as usize,
+            "--write-queue" => args.write_queue = Some(number()? as usize),
             "--concurrency" => args.concurrency = number()? as usize,
             "--size" => args.size = number()? as usize,
             "--duration" => args.duration = number()?,
@@ -78,7 +88,7 @@ fn main() {
     let args = match parse_args() {
         Ok(a) => a,
         Err(e) => {
-            eprintln!("{e}\nusage: pool_bench [--addr HOST:PORT | --listen HOST:PORT] [--direct] [--inline-handlers] --conns N --concurrency C --size BYTES --duration SECS");
+            eprintln!("{e}\nusage: pool_bench [--addr HOST:PORT | --listen HOST:PORT] [--direct] [--strict-round-robin] [--write-queue N] [--inline-handlers] --conns N --concurrency C --size BYTES --duration SECS");
             std::process::exit(2);
         }
     };
@@ -111,7 +121,11 @@ fn main() {
 }
 
 async fn run(args: &Args, addr: &str) -> i32 {
-    let config = PoolConfig { size: args.conns, ..Default::default() };
+    let mut config = PoolConfig { size: args.conns, ..Default::default() };
+    if let Some(q) = args.write_queue {
+        config.channel.write_queue = q;
+    }
+    config.strict_round_robin = args.strict;
     let pool = match Pool::dial(addr, config).await {
         Ok(p) => p,
         Err(e) => {

@@ -142,9 +142,8 @@ async fn invalid_address_is_rejected() {
     assert!(matches!(Pool::new("no-port", PoolConfig::default()), Err(Error::InvalidAddress(_))));
 }
 
-// P-15: round-robin spreads calls evenly over the connections.
-#[tokio::test]
-async fn round_robin_spreads_calls_evenly() {
+/// Starts a server counting requests per client connection; returns it and the counts.
+async fn counting_server() -> (Running, Arc<Mutex<HashMap<String, usize>>>) {
     let per_conn: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
     let counts = per_conn.clone();
     let server = start(move |p: Packet, ch: Channel| {
@@ -153,10 +152,16 @@ async fn round_robin_spreads_calls_evenly() {
         async move { Some(p.body) }
     })
     .await;
-    let pool = Pool::new(&server.addr.to_string(), PoolConfig { size: 4, ..Default::default() }).expect("pool");
+    (server, per_conn)
+}
+
+/// 8 concurrent callers making 50 calls each over a pool of 4; returns the calls per
+/// connection, sorted, and the number of writes the pool made.
+async fn spread(config: PoolConfig) -> (Vec<usize>, u64) {
+    let (server, per_conn) = counting_server().await;
+    let pool = Pool::new(&server.addr.to_string(), PoolConfig { size: 4, ..config }).expect("pool");
     pool.init_all().await.expect("init_all");
     assert_eq!(pool.stats().online, 4);
-    // Concurrent callers, 100 calls per connection.
     let calls: Vec<_> = (0..8)
         .map(|_| {
             let pool = pool.clone();
@@ -171,10 +176,46 @@ async fn round_robin_spreads_calls_evenly() {
     for c in calls {
         c.await.expect("join").expect("calls");
     }
-    let counts: Vec<usize> = per_conn.lock().unwrap_or_else(|e| e.into_inner()).values().copied().collect();
-    assert_eq!(counts, vec![100; 4], "calls per connection");
     assert_eq!(server.stats.get().accepted, 4, "no extra connection was made");
     assert_eq!(pool.stats().channels.calls, 400);
+    let writes = pool.stats().channels.writes;
+    pool.shutdown().await;
+    server.stop().await;
+    let mut counts: Vec<usize> = per_conn.lock().unwrap_or_else(|e| e.into_inner()).values().copied().collect();
+    counts.sort_unstable();
+    (counts, writes)
+}
+
+// P-15: strict round-robin (go-iproto's pick) spreads concurrent calls exactly evenly.
+#[tokio::test]
+async fn strict_round_robin_spreads_calls_evenly() {
+    let (counts, writes) = spread(PoolConfig { strict_round_robin: true, ..Default::default() }).await;
+    assert_eq!(counts, vec![100; 4], "calls per connection");
+    assert!(writes >= 200, "each round wakes every connection's writer: {writes} writes");
+}
+
+// P-15, our default: calls made in the same instant share a batch on one connection, but the
+// batches go round-robin, so every connection still gets its share.
+#[tokio::test]
+async fn batching_pick_still_uses_every_connection() {
+    let (counts, writes) = spread(PoolConfig::default()).await;
+    assert!(writes <= 100, "a round of 8 calls shares one write: {writes} writes");
+    assert_eq!(counts.len(), 4, "every connection was used: {counts:?}");
+    assert_eq!(counts.iter().sum::<usize>(), 400);
+    assert!(counts[0] >= 50, "no connection starves: {counts:?}");
+}
+
+// P-15: calls made one after another go round-robin exactly, in the default mode too.
+#[tokio::test]
+async fn sequential_calls_go_round_robin() {
+    let (server, per_conn) = counting_server().await;
+    let pool = Pool::new(&server.addr.to_string(), PoolConfig { size: 4, ..Default::default() }).expect("pool");
+    pool.init_all().await.expect("init_all");
+    for _ in 0..100 {
+        pool.call(1, b"rr").await.expect("call");
+    }
+    let counts: Vec<usize> = per_conn.lock().unwrap_or_else(|e| e.into_inner()).values().copied().collect();
+    assert_eq!(counts, vec![25; 4], "calls per connection");
     pool.shutdown().await;
     server.stop().await;
 }

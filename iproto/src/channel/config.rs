@@ -35,6 +35,11 @@ pub struct ChannelConfig {
     pub size_limit: u32,
     /// Packets that may wait for the writer before senders wait (C-10). Default 50.
     pub write_queue: usize,
+    /// Bytes of packets that may wait for the writer even when `write_queue` packets already
+    /// do (C-12: go-iproto's writer batches into a buffer of this size besides its queue, so
+    /// small packets do not wait for room). The queue holds up to `write_queue` packets or
+    /// this many bytes, whichever is more. Default 4 096.
+    pub write_buffer_size: usize,
     /// Bound on one write to the socket (C-11). Default 5 s.
     pub write_timeout: Duration,
     /// Never send pings even if `ping_interval` is set. Pings are still answered.
@@ -83,6 +88,7 @@ impl ChannelConfig {
             shutdown_timeout: Duration::from_secs(5),
             size_limit: DEFAULT_SIZE_LIMIT,
             write_queue: 50,
+            write_buffer_size: 4096,
             write_timeout: Duration::from_secs(5),
             disable_ping: false,
             disable_shutdown: false,
@@ -115,6 +121,11 @@ impl ChannelConfig {
         self.handler.is_some()
     }
 
+    /// `(write_queue, write_buffer_size)` for the outbox.
+    pub(crate) fn queue_limits(&self) -> (usize, usize) {
+        (self.write_queue, self.write_buffer_size)
+    }
+
     pub(crate) fn effective_ping(&self) -> Option<Duration> {
         self.ping_interval.filter(|d| !self.disable_ping && !d.is_zero())
     }
@@ -136,6 +147,7 @@ impl fmt::Debug for ChannelConfig {
             .field("shutdown_timeout", &self.shutdown_timeout)
             .field("size_limit", &self.size_limit)
             .field("write_queue", &self.write_queue)
+            .field("write_buffer_size", &self.write_buffer_size)
             .field("write_timeout", &self.write_timeout)
             .field("disable_ping", &self.disable_ping)
             .field("disable_shutdown", &self.disable_shutdown)

@@ -32,7 +32,7 @@ mod writer;
 use std::any::Any;
 use std::future::Future;
 use std::ops::{Deref, DerefMut};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
@@ -123,6 +123,9 @@ pub(crate) struct Shared {
     state: watch::Sender<State>,
     handler_slots: Arc<Semaphore>,
     stats: stats::Counters,
+    /// Packets in the outbox not yet taken by the writer (a copy of `Outbox::queued` readable
+    /// without the lock), for the pool's batching pick.
+    open_batch: AtomicUsize,
     ping_sent: Mutex<Option<Instant>>,
     base: Instant,
     last_read_nanos: AtomicU64,
@@ -352,10 +355,12 @@ impl Channel {
             let queued = if body.len() > u32::MAX as usize {
                 Err(Error::BodyTooLarge(body.len()))
             } else {
-                book.out.try_push(s.config.write_queue, 1, |buf| {
+                let pushed = book.out.try_push(s.config.queue_limits(), 1, HEADER_LEN + body.len(), |buf| {
                     buf.reserve(HEADER_LEN + body.len());
                     encode_packet(buf, msg, sync, body).map_err(Error::from)
-                })
+                });
+                s.open_batch.store(book.out.queued, Relaxed);
+                pushed
             };
             (sync, spawn_sweep, queued)
         };
@@ -462,6 +467,12 @@ impl Channel {
     /// The first fatal error, if the channel died of one.
     pub fn close_reason(&self) -> Option<Arc<Error>> {
         self.shared.reason.get().cloned()
+    }
+
+    /// Packets queued for the writer and not yet taken by it: a batch that the next write
+    /// will carry. Read without a lock, so only a hint.
+    pub(crate) fn open_batch(&self) -> usize {
+        self.shared.open_batch.load(Relaxed)
     }
 
     /// Whether the channel takes no new calls (shutdown started, hijacked or closed).
@@ -597,6 +608,7 @@ where
         state: watch::Sender::new(State::Open),
         handler_slots: Arc::new(Semaphore::new(slots)),
         stats: stats::Counters::default(),
+        open_batch: AtomicUsize::new(0),
         ping_sent: Mutex::new(None),
         base: Instant::now(),
         last_read_nanos: AtomicU64::new(0),

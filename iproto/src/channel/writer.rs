@@ -10,6 +10,7 @@
 
 use std::future::poll_fn;
 use std::pin::Pin;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
@@ -25,7 +26,7 @@ use crate::Error;
 #[derive(Default)]
 pub(crate) struct Outbox {
     buf: BytesMut,
-    queued: usize,
+    pub(crate) queued: usize,
     /// The writer no longer takes packets (stopped or dropped).
     closed: bool,
     /// The writer holds a batch it has not finished writing: nobody else may write.
@@ -33,19 +34,24 @@ pub(crate) struct Outbox {
 }
 
 impl Outbox {
-    /// Runs `write` on the buffer if the queue (limit `write_queue`) is not full and counts
-    /// `count` packets. The caller wakes the writer once the lock is released.
+    /// Runs `write` (which adds `len` bytes) on the buffer if the queue has room and counts
+    /// `count` packets. There is room while fewer than `write_queue` packets wait, or while
+    /// the buffer stays within `write_buffer` bytes: go-iproto's writer holds a 4 KiB batch
+    /// besides its 50-packet queue, so small packets never wait for 50 others (C-10, C-12).
+    /// The caller wakes the writer once the lock is released.
     #[inline]
     pub(crate) fn try_push(
         &mut self,
-        write_queue: usize,
+        limits: (usize, usize),
         count: usize,
+        len: usize,
         write: impl FnOnce(&mut BytesMut) -> Result<(), Error>,
     ) -> Result<bool, Error> {
         if self.closed {
             return Err(Error::Stopped);
         }
-        if self.queued >= write_queue.max(1) {
+        let (write_queue, write_buffer) = limits;
+        if self.queued >= write_queue.max(1) && self.buf.len() + len > write_buffer {
             return Ok(false);
         }
         write(&mut self.buf)?;
@@ -135,7 +141,7 @@ impl Shared {
     /// Adds the packet if there is room; `Ok(false)` if the queue is full.
     #[inline]
     fn try_enqueue(&self, msg: u32, sync: u32, body: &[u8]) -> Result<bool, Error> {
-        self.try_push(1, |buf| {
+        self.try_push(1, HEADER_LEN + body.len(), |buf| {
             buf.reserve(HEADER_LEN + body.len());
             encode_packet(buf, msg, sync, body).map_err(Error::from)
         })
@@ -149,7 +155,7 @@ impl Shared {
             let room = self.room.notified();
             tokio::pin!(room);
             room.as_mut().enable();
-            if self.try_push(count, |buf| {
+            if self.try_push(count, packets.len(), |buf| {
                 buf.extend_from_slice(packets);
                 Ok(())
             })? {
@@ -161,8 +167,18 @@ impl Shared {
 
     /// Runs `write` on the outbox if the queue is not full and counts `count` packets.
     #[inline]
-    fn try_push(&self, count: usize, write: impl FnOnce(&mut BytesMut) -> Result<(), Error>) -> Result<bool, Error> {
-        let pushed = self.book().out.try_push(self.config.write_queue, count, write)?;
+    fn try_push(
+        &self,
+        count: usize,
+        len: usize,
+        write: impl FnOnce(&mut BytesMut) -> Result<(), Error>,
+    ) -> Result<bool, Error> {
+        let pushed = {
+            let mut book = self.book();
+            let pushed = book.out.try_push(self.config.queue_limits(), count, len, write)?;
+            self.open_batch.store(book.out.queued, Relaxed);
+            pushed
+        };
         if pushed {
             self.wake_writer.notify_one();
         }
@@ -199,6 +215,7 @@ impl Shared {
         // The rest goes first in the queue: the lock has been held since the check.
         out.buf.extend_from_slice(&packets[n..]);
         out.queued += count;
+        self.open_batch.store(out.queued, Relaxed);
         drop(book);
         self.stats.record_write(0, n);
         self.wake_writer.notify_one();
@@ -226,6 +243,7 @@ pub(crate) async fn run<W: AsyncWrite + Unpin>(shared: Arc<Shared>, half: Arc<Wr
             let out = &mut book.out;
             std::mem::swap(&mut out.buf, &mut batch);
             let packets = std::mem::take(&mut out.queued);
+            shared.open_batch.store(0, Relaxed);
             let last = shared.writer_stop.load(std::sync::atomic::Ordering::SeqCst);
             if last {
                 out.closed = true;
@@ -288,4 +306,36 @@ pub(crate) async fn run<W: AsyncWrite + Unpin>(shared: Arc<Shared>, half: Arc<Wr
     }
     shared.close_outbox();
     half.io().take().expect("only the writer takes the write half")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn push(out: &mut Outbox, limits: (usize, usize), len: usize) -> bool {
+        out.try_push(limits, 1, len, |buf| {
+            buf.extend_from_slice(&vec![0; len]);
+            Ok(())
+        })
+        .expect("open outbox")
+    }
+
+    // C-10 / C-12: the queue takes `write_queue` packets of any size, then small packets while
+    // the buffer stays within `write_buffer_size` bytes, then nothing until the writer swaps.
+    #[test]
+    fn queue_holds_write_queue_packets_or_write_buffer_bytes() {
+        let mut out = Outbox::default();
+        let limits = (2, 200);
+        assert!(push(&mut out, limits, 1000), "a big packet fits an empty queue");
+        assert!(push(&mut out, limits, 1000), "two packets by count");
+        assert!(!push(&mut out, limits, 44), "full by count and by bytes");
+        let mut out = Outbox::default();
+        for i in 0..4 {
+            assert!(push(&mut out, limits, 44), "small packet {i} fits");
+        }
+        assert!(!push(&mut out, limits, 44), "a fifth would take the buffer past 200 bytes");
+        assert_eq!((out.queued, out.buf.len()), (4, 176));
+        out.closed = true;
+        assert!(matches!(out.try_push(limits, 1, 0, |_| Ok(())), Err(Error::Stopped)));
+    }
 }
