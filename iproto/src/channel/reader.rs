@@ -9,9 +9,10 @@ use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
-use bytes::{BufMut, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::FutureExt;
 use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::codec::Decoder;
 
 use super::pending::key;
@@ -145,7 +146,11 @@ async fn process(shared: &Arc<Shared>, batch: &mut Batch, hijacked: &mut BytesMu
     }
     let mut others = std::mem::take(&mut batch.others);
     for packet in others.drain(..) {
-        dispatch(shared, packet, hijacked, batch).await;
+        // Most requests are dealt with without awaiting anything; only the rest build the
+        // (much larger) future of the general path.
+        if let Some(slow) = dispatch_now(shared, packet, hijacked, batch) {
+            dispatch(shared, slow, batch).await;
+        }
     }
     batch.others = others;
     flush_replies(shared, batch).await;
@@ -169,28 +174,115 @@ async fn flush_replies(shared: &Shared, batch: &mut Batch) {
     batch.replies.clear();
 }
 
-/// Acts on one packet that is not a reply: hijack buffer, ping, shutdown or request.
-async fn dispatch(shared: &Arc<Shared>, packet: Packet, hijacked: &mut BytesMut, batch: &mut Batch) {
+/// What [`dispatch_now`] could not finish without awaiting.
+enum Slow {
+    /// A ping or a shutdown (they first flush the replies gathered so far).
+    Control(Packet),
+    /// A request whose handler must wait for a concurrency slot: not started yet, or polled
+    /// once and pending.
+    Request { work: Work, msg: u32, sync: u32, polled: bool },
+    /// A handler's result that must be sent the general way.
+    Finish { msg: u32, sync: u32, result: std::thread::Result<Option<Bytes>> },
+}
+
+/// A handler's future, with panics caught.
+type Work = futures_util::future::CatchUnwind<AssertUnwindSafe<super::handler::BoxFuture>>;
+
+/// Acts on one packet that is not a reply: hijack buffer, ping, shutdown or request, as far
+/// as it can without waiting. Returns what is left for [`dispatch`].
+fn dispatch_now(shared: &Arc<Shared>, packet: Packet, hijacked: &mut BytesMut, batch: &mut Batch) -> Option<Slow> {
     let h = packet.header;
     if shared.hijacking.load(SeqCst) {
         // C-35: complete non-reply packets go to the hijack buffer, in order.
         hijacked.reserve(wire::HEADER_LEN + packet.body.len());
         hijacked.put_slice(&h.to_bytes());
         hijacked.put_slice(&packet.body);
-        return;
+        return None;
     }
-    match h.msg {
-        MSG_PING => {
-            flush_replies(shared, batch).await;
-            answer_ping(shared, h.sync).await
+    if h.msg == MSG_PING || h.msg == MSG_SHUTDOWN {
+        return Some(Slow::Control(packet));
+    }
+    if shared.dropped.load(SeqCst) {
+        return None;
+    }
+    let Some(handler) = shared.config.handler.as_ref().map(|h| h.0.clone()) else {
+        tracing::debug!(msg = h.msg, sync = h.sync, "no handler: request dropped");
+        return None;
+    };
+    Counters::inc(&shared.stats.requests);
+    let channel = Channel::from_shared(shared.clone());
+    let mut work = AssertUnwindSafe(handler.handle_boxed(packet, channel)).catch_unwind();
+    if shared.config.inline_handlers || shared.handler_slots.available_permits() == 0 {
+        // Inline handlers run to completion here; at the concurrency limit the reader waits
+        // for a slot before it starts the handler: back-pressure to the peer.
+        return Some(Slow::Request { work, msg: h.msg, sync: h.sync, polled: false });
+    }
+    // Poll the handler once here: one that answers at once (an echo, a cache hit) costs no
+    // task hand-off and no slot. One that would wait gets its own task and is polled again
+    // there, which registers the real waker.
+    match Pin::new(&mut work).poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(Ok(Some(body))) if body.len() <= u32::MAX as usize => {
+            batch.replies.reserve(wire::HEADER_LEN + body.len());
+            let _ = wire::encode_packet(&mut batch.replies, h.msg, h.sync, &body);
+            batch.reply_count += 1;
+            None
         }
-        MSG_SHUTDOWN => {
+        Poll::Ready(Ok(None)) => None,
+        Poll::Ready(result) => Some(Slow::Finish { msg: h.msg, sync: h.sync, result }),
+        // A slot is free: the reader is the only one taking them while the channel is open.
+        Poll::Pending => match shared.handler_slots.clone().try_acquire_owned() {
+            Ok(permit) => {
+                spawn_handler(shared, work, h.msg, h.sync, permit);
+                None
+            }
+            Err(_) => Some(Slow::Request { work, msg: h.msg, sync: h.sync, polled: true }),
+        },
+    }
+}
+
+/// The rest of [`dispatch_now`]'s work, which waits.
+async fn dispatch(shared: &Arc<Shared>, slow: Slow, batch: &mut Batch) {
+    match slow {
+        Slow::Control(packet) if packet.header.msg == MSG_PING => {
+            flush_replies(shared, batch).await;
+            answer_ping(shared, packet.header.sync).await
+        }
+        Slow::Control(_) => {
             // Replies to earlier requests go out before our own 0xff01.
             flush_replies(shared, batch).await;
             shared.peer_shutdown_received()
         }
-        _ => handle_request(shared, packet, batch).await,
+        Slow::Finish { msg, sync, result } => finish(shared, msg, sync, result).await,
+        Slow::Request { work, msg, sync, .. } if shared.config.inline_handlers => {
+            finish(shared, msg, sync, work.await).await
+        }
+        Slow::Request { mut work, msg, sync, polled } => {
+            // Replies gathered so far go out before the reader waits.
+            flush_replies(shared, batch).await;
+            let Ok(permit) = shared.handler_slots.clone().acquire_owned().await else {
+                return;
+            };
+            if !polled {
+                let first = Pin::new(&mut work).poll(&mut Context::from_waker(Waker::noop()));
+                if let Poll::Ready(result) = first {
+                    drop(permit);
+                    finish(shared, msg, sync, result).await;
+                    return;
+                }
+            }
+            spawn_handler(shared, work, msg, sync, permit);
+        }
     }
+}
+
+/// Runs a handler that has to wait on its own task, holding its concurrency slot.
+fn spawn_handler(shared: &Arc<Shared>, work: Work, msg: u32, sync: u32, permit: OwnedSemaphorePermit) {
+    let shared = shared.clone();
+    tokio::spawn(async move {
+        let result = work.await;
+        finish(&shared, msg, sync, result).await;
+        drop(permit);
+    });
 }
 
 /// W-16: a received ping clears ours; it is answered with its own sync unless it is a sync-0
@@ -205,52 +297,8 @@ async fn answer_ping(shared: &Arc<Shared>, sync: u32) {
     }
 }
 
-async fn handle_request(shared: &Arc<Shared>, packet: Packet, batch: &mut Batch) {
-    if shared.dropped.load(SeqCst) {
-        return;
-    }
-    let Some(handler) = shared.config.handler.as_ref().map(|h| h.0.clone()) else {
-        tracing::debug!(msg = packet.header.msg, sync = packet.header.sync, "no handler: request dropped");
-        return;
-    };
-    Counters::inc(&shared.stats.requests);
-    let (msg, sync) = (packet.header.msg, packet.header.sync);
-    let channel = Channel::from_shared(shared.clone());
-    let mut work = AssertUnwindSafe(handler.handle_boxed(packet, channel)).catch_unwind();
-    if shared.config.inline_handlers {
-        finish(shared, msg, sync, work.await).await;
-        return;
-    }
-    // At the concurrency limit the reader waits here: back-pressure to the peer.
-    let Ok(permit) = shared.handler_slots.clone().acquire_owned().await else {
-        return;
-    };
-    // Poll the handler once here: one that answers at once (an echo, a cache hit) costs no
-    // task hand-off. One that would wait gets its own task and is polled again there, which
-    // registers the real waker.
-    let first = Pin::new(&mut work).poll(&mut Context::from_waker(Waker::noop()));
-    if let Poll::Ready(result) = first {
-        drop(permit);
-        match result {
-            Ok(Some(body)) if body.len() <= u32::MAX as usize => {
-                batch.replies.reserve(wire::HEADER_LEN + body.len());
-                let _ = wire::encode_packet(&mut batch.replies, msg, sync, &body);
-                batch.reply_count += 1;
-            }
-            other => finish(shared, msg, sync, other).await,
-        }
-        return;
-    }
-    let shared = shared.clone();
-    tokio::spawn(async move {
-        let result = work.await;
-        finish(&shared, msg, sync, result).await;
-        drop(permit);
-    });
-}
-
 /// Sends the handler's reply, or counts its panic.
-async fn finish(shared: &Shared, msg: u32, sync: u32, result: std::thread::Result<Option<bytes::Bytes>>) {
+async fn finish(shared: &Shared, msg: u32, sync: u32, result: std::thread::Result<Option<Bytes>>) {
     match result {
         Ok(Some(body)) => {
             if let Err(e) = shared.enqueue(msg, sync, &body, Wait::Forever).await {
