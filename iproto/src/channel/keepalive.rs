@@ -62,7 +62,7 @@ async fn tick(shared: &Shared, interval: std::time::Duration, now: Instant) -> R
     };
     match outstanding {
         None => {
-            Counters::inc(&shared.stats.notices);
+            Counters::inc(&shared.stats.callers.notices);
             let deadline = Instant::now() + shared.config.notice_timeout;
             if let Err(e) = shared.enqueue(MSG_PING, 0, &[], Wait::Until(deadline)).await {
                 tracing::debug!(error = %e, "could not send a ping");

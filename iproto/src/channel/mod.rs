@@ -85,6 +85,17 @@ enum State {
 pub(crate) struct Book {
     pending: Pending,
     out: Outbox,
+    /// Calls registered; counted here, under the lock every call takes anyway, instead of
+    /// in a counter that the threads making calls would bounce between them.
+    calls: u64,
+}
+
+/// The [`Book`] lock and the copy of the outbox's packet count the pool reads without it,
+/// on the same cache line: both change on every call.
+#[repr(C)]
+struct BookLock {
+    open_batch: AtomicUsize,
+    book: Mutex<Book>,
 }
 
 /// The pending table behind the [`Book`] lock.
@@ -106,7 +117,7 @@ impl DerefMut for PendingRef<'_> {
 /// Everything the handle and the tasks share.
 pub(crate) struct Shared {
     config: ChannelConfig,
-    book: Mutex<Book>,
+    book: BookLock,
     wake_writer: Notify,
     room: Notify,
     /// Fired on every life-cycle event: pending calls emptied, peer shutdown, reader or
@@ -123,9 +134,6 @@ pub(crate) struct Shared {
     state: watch::Sender<State>,
     handler_slots: Arc<Semaphore>,
     stats: stats::Counters,
-    /// Packets in the outbox not yet taken by the writer (a copy of `Outbox::queued` readable
-    /// without the lock), for the pool's batching pick.
-    open_batch: AtomicUsize,
     ping_sent: Mutex<Option<Instant>>,
     base: Instant,
     last_read_nanos: AtomicU64,
@@ -137,7 +145,7 @@ pub(crate) struct Shared {
 
 impl Shared {
     fn book(&self) -> MutexGuard<'_, Book> {
-        self.book.lock().unwrap_or_else(|e| e.into_inner())
+        self.book.book.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn pending(&self) -> PendingRef<'_> {
@@ -330,20 +338,24 @@ impl Channel {
     /// [`call`](Self::call) with per-call options (timeout override, reserved codes).
     pub async fn call_with(&self, msg: u32, body: &[u8], opts: CallOptions) -> Result<Bytes, Error> {
         let s = &self.shared;
-        stats::Counters::inc(&s.stats.calls);
         let result = self.call_inner(msg, body, opts).await;
         if result.is_err() {
-            stats::Counters::inc(&s.stats.canceled);
+            stats::Counters::inc(&s.stats.callers.canceled);
         }
         result
     }
 
     async fn call_inner(&self, msg: u32, body: &[u8], opts: CallOptions) -> Result<Bytes, Error> {
         let s = &self.shared;
+        // Calls refused before registration are counted here; the others under the lock.
         if msg >= MSG_RESERVED_MIN && !opts.allow_reserved {
+            stats::Counters::inc(&s.stats.callers.calls);
             return Err(Error::ReservedCode(msg));
         }
-        self.check_open()?;
+        if let Err(e) = self.check_open() {
+            stats::Counters::inc(&s.stats.callers.calls);
+            return Err(e);
+        }
         let deadline = Instant::now() + opts.timeout.unwrap_or(s.config.request_timeout);
         let (tx, rx) = oneshot::channel();
         // The default timeout is enforced by the sweep; a per-call one by its own timer.
@@ -359,7 +371,8 @@ impl Channel {
                     buf.reserve(HEADER_LEN + body.len());
                     encode_packet(buf, msg, sync, body).map_err(Error::from)
                 });
-                s.open_batch.store(book.out.queued, Relaxed);
+                s.book.open_batch.store(book.out.queued, Relaxed);
+                book.calls += 1;
                 pushed
             };
             (sync, spawn_sweep, queued)
@@ -377,7 +390,7 @@ impl Channel {
             Err(e) => Err(e),
         };
         if let Err(e) = queued {
-            stats::Counters::inc(&s.stats.packets_dropped);
+            stats::Counters::inc(&s.stats.callers.packets_dropped);
             return Err(e);
         }
         guard.sent = true;
@@ -398,14 +411,14 @@ impl Channel {
     /// Sends a notification: sync 0, no reply (C-23). Success means queued, not delivered.
     pub async fn notify(&self, msg: u32, body: &[u8]) -> Result<(), Error> {
         let s = &self.shared;
-        stats::Counters::inc(&s.stats.notices);
+        stats::Counters::inc(&s.stats.callers.notices);
         if msg >= MSG_RESERVED_MIN {
             return Err(Error::ReservedCode(msg));
         }
         self.check_open()?;
         let deadline = Instant::now() + s.config.notice_timeout;
         s.enqueue(msg, 0, body, Wait::Until(deadline)).await.inspect_err(|_| {
-            stats::Counters::inc(&s.stats.packets_dropped);
+            stats::Counters::inc(&s.stats.callers.packets_dropped);
         })
     }
 
@@ -472,7 +485,7 @@ impl Channel {
     /// Packets queued for the writer and not yet taken by it: a batch that the next write
     /// will carry. Read without a lock, so only a hint.
     pub(crate) fn open_batch(&self) -> usize {
-        self.shared.open_batch.load(Relaxed)
+        self.shared.book.open_batch.load(Relaxed)
     }
 
     /// Whether the channel takes no new calls (shutdown started, hijacked or closed).
@@ -487,7 +500,13 @@ impl Channel {
 
     /// A snapshot of the counters.
     pub fn stats(&self) -> ChannelStats {
-        self.shared.stats.snapshot(self.shared.pending().len() as u64)
+        let (pending, calls) = {
+            let book = self.shared.book();
+            (book.pending.len() as u64, book.calls)
+        };
+        let mut stats = self.shared.stats.snapshot(pending);
+        stats.calls += calls;
+        stats
     }
 
     /// The peer's address, when the transport has one.
@@ -593,7 +612,7 @@ where
 {
     let slots = config.max_concurrent_requests.clamp(1, Semaphore::MAX_PERMITS);
     let shared = Arc::new(Shared {
-        book: Mutex::new(Book::default()),
+        book: BookLock { open_batch: AtomicUsize::new(0), book: Mutex::new(Book::default()) },
         wake_writer: Notify::new(),
         room: Notify::new(),
         changed: Notify::new(),
@@ -608,7 +627,6 @@ where
         state: watch::Sender::new(State::Open),
         handler_slots: Arc::new(Semaphore::new(slots)),
         stats: stats::Counters::default(),
-        open_batch: AtomicUsize::new(0),
         ping_sent: Mutex::new(None),
         base: Instant::now(),
         last_read_nanos: AtomicU64::new(0),

@@ -65,7 +65,7 @@ pub(crate) async fn run<R: AsyncRead + Unpin>(
                 batch.packets.push(packet);
             }
             if !batch.packets.is_empty() {
-                shared.stats.packets_received.fetch_add(batch.packets.len() as u64, Relaxed);
+                shared.stats.reader.packets_received.fetch_add(batch.packets.len() as u64, Relaxed);
                 shared.touch();
                 process(&shared, &mut batch, &mut hijacked).await;
             }
@@ -98,7 +98,7 @@ pub(crate) async fn run<R: AsyncRead + Unpin>(
                 let pending = shared.pending().len();
                 return if pending > 0 { Err(Error::PeerClosed { pending }) } else { Ok(()) };
             }
-            shared.stats.bytes_received.fetch_add(n as u64, Relaxed);
+            shared.stats.reader.bytes_received.fetch_add(n as u64, Relaxed);
         }
     }
     .await;
@@ -136,7 +136,7 @@ async fn process(shared: &Arc<Shared>, batch: &mut Batch, hijacked: &mut BytesMu
         // Replies whose calls gave up are not requests (SPEC.md section 1, fixes W-12).
         // Counted before the calls of the same read complete, so a caller that sees its
         // reply also sees the count.
-        shared.stats.late_replies.fetch_add(late, Relaxed);
+        shared.stats.reader.late_replies.fetch_add(late, Relaxed);
     }
     for (tx, body) in batch.completions.drain(..) {
         let _ = tx.send(Ok(body));
@@ -209,7 +209,7 @@ fn dispatch_now(shared: &Arc<Shared>, packet: Packet, hijacked: &mut BytesMut, b
         tracing::debug!(msg = h.msg, sync = h.sync, "no handler: request dropped");
         return None;
     };
-    Counters::inc(&shared.stats.requests);
+    Counters::inc(&shared.stats.reader.requests);
     let channel = Channel::from_shared(shared.clone());
     let mut work = AssertUnwindSafe(handler.handle_boxed(packet, channel)).catch_unwind();
     if shared.config.inline_handlers || shared.handler_slots.available_permits() == 0 {
@@ -307,7 +307,7 @@ async fn finish(shared: &Shared, msg: u32, sync: u32, result: std::thread::Resul
         }
         Ok(None) => {}
         Err(_) => {
-            Counters::inc(&shared.stats.handler_panics);
+            Counters::inc(&shared.stats.reader.handler_panics);
             tracing::error!(msg, sync, "request handler panicked; the connection goes on");
         }
     }

@@ -53,19 +53,42 @@ impl ChannelStats {
     }
 }
 
+/// The counters, grouped by who writes them, each group on its own cache lines: the
+/// threads making calls, the reader and the writer then never bounce one line between them.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
+    pub callers: CallerCounters,
+    pub reader: ReaderCounters,
+    pub writer: WriterCounters,
+}
+
+/// Counted by callers (calls themselves are counted under the channel's lock).
+#[derive(Debug, Default)]
+#[repr(align(128))]
+pub(crate) struct CallerCounters {
     pub calls: AtomicU64,
     pub canceled: AtomicU64,
     pub notices: AtomicU64,
     pub packets_dropped: AtomicU64,
+}
+
+/// Counted by the reader.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+pub(crate) struct ReaderCounters {
     pub packets_received: AtomicU64,
     pub bytes_received: AtomicU64,
-    pub packets_sent: AtomicU64,
-    pub bytes_sent: AtomicU64,
     pub late_replies: AtomicU64,
     pub requests: AtomicU64,
     pub handler_panics: AtomicU64,
+}
+
+/// Counted by the writer (and by the reader's direct writes).
+#[derive(Debug, Default)]
+#[repr(align(128))]
+pub(crate) struct WriterCounters {
+    pub packets_sent: AtomicU64,
+    pub bytes_sent: AtomicU64,
     pub writes: AtomicU64,
 }
 
@@ -76,29 +99,29 @@ impl Counters {
     }
 
     pub fn snapshot(&self, pending: u64) -> ChannelStats {
+        let (c, r, w) = (&self.callers, &self.reader, &self.writer);
         ChannelStats {
-            calls: self.calls.load(Relaxed),
-            canceled: self.canceled.load(Relaxed),
-            notices: self.notices.load(Relaxed),
-            packets_dropped: self.packets_dropped.load(Relaxed),
-            packets_received: self.packets_received.load(Relaxed),
-            bytes_received: self.bytes_received.load(Relaxed),
-            packets_sent: self.packets_sent.load(Relaxed),
-            bytes_sent: self.bytes_sent.load(Relaxed),
+            calls: c.calls.load(Relaxed),
+            canceled: c.canceled.load(Relaxed),
+            notices: c.notices.load(Relaxed),
+            packets_dropped: c.packets_dropped.load(Relaxed),
+            packets_received: r.packets_received.load(Relaxed),
+            bytes_received: r.bytes_received.load(Relaxed),
+            packets_sent: w.packets_sent.load(Relaxed),
+            bytes_sent: w.bytes_sent.load(Relaxed),
             pending,
-            late_replies: self.late_replies.load(Relaxed),
-            requests: self.requests.load(Relaxed),
-            handler_panics: self.handler_panics.load(Relaxed),
-            writes: self.writes.load(Relaxed),
+            late_replies: r.late_replies.load(Relaxed),
+            requests: r.requests.load(Relaxed),
+            handler_panics: r.handler_panics.load(Relaxed),
+            writes: w.writes.load(Relaxed),
         }
     }
-}
 
-impl Counters {
     #[inline]
     pub fn record_write(&self, packets: usize, bytes: usize) {
-        self.packets_sent.fetch_add(packets as u64, Relaxed);
-        self.bytes_sent.fetch_add(bytes as u64, Relaxed);
-        self.writes.fetch_add(1, Relaxed);
+        let w = &self.writer;
+        w.packets_sent.fetch_add(packets as u64, Relaxed);
+        w.bytes_sent.fetch_add(bytes as u64, Relaxed);
+        w.writes.fetch_add(1, Relaxed);
     }
 }

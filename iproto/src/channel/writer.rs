@@ -176,7 +176,7 @@ impl Shared {
         let pushed = {
             let mut book = self.book();
             let pushed = book.out.try_push(self.config.queue_limits(), count, len, write)?;
-            self.open_batch.store(book.out.queued, Relaxed);
+            self.book.open_batch.store(book.out.queued, Relaxed);
             pushed
         };
         if pushed {
@@ -215,7 +215,7 @@ impl Shared {
         // The rest goes first in the queue: the lock has been held since the check.
         out.buf.extend_from_slice(&packets[n..]);
         out.queued += count;
-        self.open_batch.store(out.queued, Relaxed);
+        self.book.open_batch.store(out.queued, Relaxed);
         drop(book);
         self.stats.record_write(0, n);
         self.wake_writer.notify_one();
@@ -243,7 +243,7 @@ pub(crate) async fn run<W: AsyncWrite + Unpin>(shared: Arc<Shared>, half: Arc<Wr
             let out = &mut book.out;
             std::mem::swap(&mut out.buf, &mut batch);
             let packets = std::mem::take(&mut out.queued);
-            shared.open_batch.store(0, Relaxed);
+            shared.book.open_batch.store(0, Relaxed);
             let last = shared.writer_stop.load(std::sync::atomic::Ordering::SeqCst);
             if last {
                 out.closed = true;
