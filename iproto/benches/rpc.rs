@@ -116,7 +116,19 @@ fn setup() -> Pair<impl Fn(u64) -> RawFut + Send + Sync + 'static, impl Fn(u64) 
         mux.handle(MSG, raw_handler).expect("route");
         connect(mux).await
     });
-    let typed = rt.block_on(async { BenchClient::new(connect(BenchServer::new(Impl).into_mux()).await) });
+    // RPC_BENCH_SIDE=client: typed client against the raw server; =server: raw calls against
+    // the typed server. Splits the typed overhead between the two sides.
+    let side = std::env::var("RPC_BENCH_SIDE").unwrap_or_default();
+    let typed = rt.block_on(async {
+        if side == "client" {
+            let mut mux = ServeMux::new();
+            mux.handle(MSG, raw_handler).expect("route");
+            BenchClient::new(connect(mux).await)
+        } else {
+            BenchClient::new(connect(BenchServer::new(Impl).into_mux()).await)
+        }
+    });
+    let typed_server_raw_client = (side == "server").then(|| typed.sender().clone());
     // RPC_BENCH_AA=1: the typed slot runs raw calls on its own connection, to measure the
     // bias between the two connections (an A/A run).
     let second_raw = std::env::var_os("RPC_BENCH_AA").map(|_| {
@@ -137,6 +149,13 @@ fn setup() -> Pair<impl Fn(u64) -> RawFut + Send + Sync + 'static, impl Fn(u64) 
     });
     let typed_call = Arc::new(move |id: u64| -> TypedFut {
         if let Some(ch) = &second_raw {
+            let ch = ch.clone();
+            return Box::pin(async move {
+                let reply = ch.call(MSG, &pack_request(id, NAME)).await.expect("call");
+                assert_eq!(parse_reply(&reply).map(|r| r.0), Some(id));
+            });
+        }
+        if let Some(ch) = &typed_server_raw_client {
             let ch = ch.clone();
             return Box::pin(async move {
                 let reply = ch.call(MSG, &pack_request(id, NAME)).await.expect("call");

@@ -439,6 +439,40 @@ where
     call_encoded(sender, msg, encode(msg, req), opts)
 }
 
+/// [`call`] for `Result<T, E>` replies, with the service error folded into
+/// [`CallError::Service`] (see [`flatten`]). Used by generated clients.
+pub fn call_flat<'a, S, Req, T, E>(
+    sender: &'a S,
+    msg: u32,
+    req: &Req,
+    opts: CallOptions,
+) -> impl Future<Output = Result<T, CallError<E>>> + Send + 'a
+where
+    S: Sender + ?Sized,
+    Req: IprotoPack + ?Sized,
+    Result<T, E>: IprotoUnpackOwned + 'a,
+    T: Send + 'a,
+    E: Send + 'a,
+{
+    call_flat_encoded(sender, msg, encode(msg, req), opts)
+}
+
+/// One `async fn` rather than a block awaiting [`call_encoded`]: each layer of futures stores
+/// its arguments again.
+async fn call_flat_encoded<S, T, E>(
+    sender: &S,
+    msg: u32,
+    body: Result<Vec<u8>, CallError>,
+    opts: CallOptions,
+) -> Result<T, CallError<E>>
+where
+    S: Sender + ?Sized,
+    Result<T, E>: IprotoUnpackOwned,
+{
+    let reply = sender.call_with(msg, &body.map_err(CallError::widen)?, opts).await;
+    flatten(decode_reply(msg, &reply.map_err(|e| CallError::<E>::Transport(e))?))
+}
+
 async fn call_encoded<S, Resp>(
     sender: &S,
     msg: u32,
@@ -633,33 +667,33 @@ where
     Resp: IprotoPack + 'static,
     H: TypedHandler<Req, Resp>,
 {
-    fn handle(&self, packet: Packet, channel: Channel) -> impl Future<Output = Option<Bytes>> + Send {
+    // An `async fn`: a handler future made outside the body and awaited in it would be
+    // stored twice.
+    async fn handle(&self, packet: Packet, channel: Channel) -> Option<Bytes> {
         let Packet { header, body } = packet;
-        let cx = Context { msg: header.msg, sync: header.sync, channel };
-        let work = Reader::from_bytes(&body).read_exact::<Req>(Mode::Fixed).map(|req| self.handler.call(req, cx));
-        async move {
-            let work = match work {
-                Ok(work) => work,
-                Err(error) if REPLY => {
-                    tracing::debug!(msg = header.msg, %error, "request does not decode; rejected");
-                    return Some(rejection_body(RC_BAD_REQUEST, &error));
-                }
-                Err(error) => {
-                    tracing::warn!(msg = header.msg, %error, "one-way message does not decode; dropped");
-                    return None;
-                }
-            };
-            let reply = work.await;
-            if !REPLY {
+        let req = match Reader::from_bytes(&body).read_exact::<Req>(Mode::Fixed) {
+            Ok(req) => req,
+            Err(error) if REPLY => {
+                tracing::debug!(msg = header.msg, %error, "request does not decode; rejected");
+                return Some(rejection_body(RC_BAD_REQUEST, &error));
+            }
+            Err(error) => {
+                tracing::warn!(msg = header.msg, %error, "one-way message does not decode; dropped");
                 return None;
             }
-            let mut buf = BytesMut::with_capacity(reply.size_hint(Mode::Fixed));
-            match reply.pack(&mut buf, Mode::Fixed) {
-                Ok(()) => Some(buf.freeze()),
-                Err(error) => {
-                    tracing::warn!(msg = header.msg, %error, "reply does not pack");
-                    Some(rejection_body(RC_BAD_REPLY, &error))
-                }
+        };
+        drop(body);
+        let cx = Context { msg: header.msg, sync: header.sync, channel };
+        let reply = self.handler.call(req, cx).await;
+        if !REPLY {
+            return None;
+        }
+        let mut buf = BytesMut::with_capacity(reply.size_hint(Mode::Fixed));
+        match reply.pack(&mut buf, Mode::Fixed) {
+            Ok(()) => Some(buf.freeze()),
+            Err(error) => {
+                tracing::warn!(msg = header.msg, %error, "reply does not pack");
+                Some(rejection_body(RC_BAD_REPLY, &error))
             }
         }
     }

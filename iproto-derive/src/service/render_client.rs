@@ -47,7 +47,9 @@ fn method(m: &Method) -> TokenStream {
     let Method { ident, msg, req, .. } = m;
     let docs: Vec<_> = m.docs().collect();
     let output = m.output();
-    let (result, finish) = match &m.reply {
+    // The call future is returned as is, never captured by an `async` block and awaited
+    // there: that stores it twice and doubles the future's size.
+    let (result, call) = match &m.reply {
         Reply::None => {
             return quote! {
                 #(#docs)*
@@ -61,9 +63,12 @@ fn method(m: &Method) -> TokenStream {
         }
         Reply::Envelope { ok, err, .. } => (
             quote!(::core::result::Result<#ok, ::iproto::rpc::CallError<#err>>),
-            quote!(::iproto::rpc::flatten(call.await)),
+            quote!(::iproto::rpc::call_flat::<S, #req, #ok, #err>(&self.sender, #msg, req, options)),
         ),
-        Reply::Raw(ty) => (quote!(::core::result::Result<#ty, ::iproto::rpc::CallError>), quote!(call.await)),
+        Reply::Raw(ty) => (
+            quote!(::core::result::Result<#ty, ::iproto::rpc::CallError>),
+            quote!(::iproto::rpc::call::<S, #req, #output>(&self.sender, #msg, req, options)),
+        ),
     };
     let with = format_ident!("{}_with", ident);
     let with_doc = format!("[`{ident}`](Self::{ident}) with per-call options (timeout override).");
@@ -79,8 +84,7 @@ fn method(m: &Method) -> TokenStream {
         pub fn #with<'a>(&'a self, req: &#req, options: ::iproto::CallOptions)
             -> impl ::core::future::Future<Output = #result> + ::core::marker::Send + 'a
         {
-            let call = ::iproto::rpc::call::<S, #req, #output>(&self.sender, #msg, req, options);
-            async move { #finish }
+            #call
         }
     }
 }

@@ -64,14 +64,22 @@ fn route(trait_: &syn::Ident, m: &Method) -> TokenStream {
     let cx = m.context.then(|| quote!(cx,));
     let register =
         if m.notify { quote!(handle_typed_notice::<#req, _>) } else { quote!(handle_typed::<#req, #output, _>) };
+    // A handler type rather than a closure: its future borrows the service from the route
+    // instead of cloning the shared `Arc` (a contended atomic) on every request.
     quote! {
         {
-            let service = ::std::sync::Arc::clone(&self.service);
-            mux.#register(#msg, move |req: #req, cx: ::iproto::rpc::Context| {
-                let service = ::std::sync::Arc::clone(&service);
-                let _ = &cx;
-                async move { <T as #trait_>::#ident(&*service, #cx req).await }
-            })?;
+            struct Route<T>(::std::sync::Arc<T>);
+            impl<T: #trait_ + ::core::marker::Send + ::core::marker::Sync + 'static>
+                ::iproto::rpc::TypedHandler<#req, #output> for Route<T>
+            {
+                fn call(&self, req: #req, cx: ::iproto::rpc::Context)
+                    -> impl ::core::future::Future<Output = #output> + ::core::marker::Send
+                {
+                    let _ = &cx;
+                    <T as #trait_>::#ident(&*self.0, #cx req)
+                }
+            }
+            mux.#register(#msg, Route(::std::sync::Arc::clone(&self.service)))?;
         }
     }
 }
