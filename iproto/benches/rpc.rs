@@ -183,7 +183,7 @@ fn bench(c: &mut Criterion) {
 /// The machine is shared, so sequential criterion runs drift more than 5%: this runs short
 /// raw and typed rounds alternately and reports medians and the median per-round ratio.
 fn interleaved() {
-    const ROUNDS: usize = 31;
+    const ROUNDS: usize = 61;
     const CALLS: u64 = 64 * 400;
     let Pair { rt, raw, typed } = setup();
     let (mut r, mut t, mut ratio) = (Vec::new(), Vec::new(), Vec::new());

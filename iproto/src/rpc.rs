@@ -667,33 +667,37 @@ where
     Resp: IprotoPack + 'static,
     H: TypedHandler<Req, Resp>,
 {
-    // An `async fn`: a handler future made outside the body and awaited in it would be
-    // stored twice.
-    async fn handle(&self, packet: Packet, channel: Channel) -> Option<Bytes> {
+    fn handle(&self, packet: Packet, channel: Channel) -> impl Future<Output = Option<Bytes>> + Send {
+        // Decoded before the future is made, so the future holds the request, not the packet.
+        // The handler's future is made inside the block: one made outside and awaited in it
+        // would be stored twice.
         let Packet { header, body } = packet;
-        let req = match Reader::from_bytes(&body).read_exact::<Req>(Mode::Fixed) {
-            Ok(req) => req,
-            Err(error) if REPLY => {
-                tracing::debug!(msg = header.msg, %error, "request does not decode; rejected");
-                return Some(rejection_body(RC_BAD_REQUEST, &error));
-            }
-            Err(error) => {
-                tracing::warn!(msg = header.msg, %error, "one-way message does not decode; dropped");
-                return None;
-            }
-        };
+        let req = Reader::from_bytes(&body).read_exact::<Req>(Mode::Fixed);
         drop(body);
         let cx = Context { msg: header.msg, sync: header.sync, channel };
-        let reply = self.handler.call(req, cx).await;
-        if !REPLY {
-            return None;
-        }
-        let mut buf = BytesMut::with_capacity(reply.size_hint(Mode::Fixed));
-        match reply.pack(&mut buf, Mode::Fixed) {
-            Ok(()) => Some(buf.freeze()),
-            Err(error) => {
-                tracing::warn!(msg = header.msg, %error, "reply does not pack");
-                Some(rejection_body(RC_BAD_REPLY, &error))
+        async move {
+            let req = match req {
+                Ok(req) => req,
+                Err(error) if REPLY => {
+                    tracing::debug!(msg = header.msg, %error, "request does not decode; rejected");
+                    return Some(rejection_body(RC_BAD_REQUEST, &error));
+                }
+                Err(error) => {
+                    tracing::warn!(msg = header.msg, %error, "one-way message does not decode; dropped");
+                    return None;
+                }
+            };
+            let reply = self.handler.call(req, cx).await;
+            if !REPLY {
+                return None;
+            }
+            let mut buf = BytesMut::with_capacity(reply.size_hint(Mode::Fixed));
+            match reply.pack(&mut buf, Mode::Fixed) {
+                Ok(()) => Some(buf.freeze()),
+                Err(error) => {
+                    tracing::warn!(msg = header.msg, %error, "reply does not pack");
+                    Some(rejection_body(RC_BAD_REPLY, &error))
+                }
             }
         }
     }
