@@ -14,6 +14,8 @@ use iproto::{Channel, ChannelConfig, IprotoPack, IprotoUnpack, Packet, ServeMux,
 
 const CALLERS: u64 = 64;
 const MSG: u32 = 0x10;
+/// The hand-written handler's code.
+const RAW_MSG: u32 = 0x11;
 const NAME: &[u8] = b"a thirty-two byte payload string";
 
 #[derive(IprotoPack, IprotoUnpack, Debug, Clone)]
@@ -111,64 +113,68 @@ struct Pair<R, T> {
 
 fn setup() -> Pair<impl Fn(u64) -> RawFut + Send + Sync + 'static, impl Fn(u64) -> TypedFut + Send + Sync + 'static> {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
-    let raw = rt.block_on(async {
-        let mut mux = ServeMux::new();
-        mux.handle(MSG, raw_handler).expect("route");
+    // One server and one connection for both, so that neither gets the better thread or
+    // connection: the typed service answers MSG, the hand-written handler RAW_MSG.
+    let channel = rt.block_on(async {
+        let mut mux = BenchServer::new(Impl).into_mux();
+        mux.handle(RAW_MSG, raw_handler).expect("route");
         connect(mux).await
     });
-    // RPC_BENCH_SIDE=client: typed client against the raw server; =server: raw calls against
-    // the typed server. Splits the typed overhead between the two sides.
+    // RPC_BENCH_SIDE=client: the typed client against the hand-written handler; =server:
+    // hand-packed calls against the typed handler. Splits the overhead between the sides.
+    // RPC_BENCH_SIDE=aa: hand-packed calls in both slots (an A/A run: the bench's own bias).
     let side = std::env::var("RPC_BENCH_SIDE").unwrap_or_default();
-    let typed = rt.block_on(async {
-        if side == "client" {
-            let mut mux = ServeMux::new();
-            mux.handle(MSG, raw_handler).expect("route");
-            BenchClient::new(connect(mux).await)
-        } else {
-            BenchClient::new(connect(BenchServer::new(Impl).into_mux()).await)
-        }
-    });
-    let typed_server_raw_client = (side == "server").then(|| typed.sender().clone());
-    // RPC_BENCH_AA=1: the typed slot runs raw calls on its own connection, to measure the
-    // bias between the two connections (an A/A run).
-    let second_raw = std::env::var_os("RPC_BENCH_AA").map(|_| {
-        rt.block_on(async {
-            let mut mux = ServeMux::new();
-            mux.handle(MSG, raw_handler).expect("route");
-            connect(mux).await
-        })
-    });
-
+    let raw = channel.clone();
     let raw_call = Arc::new(move |id: u64| -> RawFut {
         let ch = raw.clone();
         Box::pin(async move {
-            let reply = ch.call(MSG, &pack_request(id, NAME)).await.expect("call");
+            let reply = ch.call(RAW_MSG, &pack_request(id, NAME)).await.expect("call");
             let (back, name) = parse_reply(&reply).expect("reply");
             assert_eq!((back, name.len()), (id, NAME.len()));
         })
     });
+    let typed = BenchClient::new(channel);
     let typed_call = Arc::new(move |id: u64| -> TypedFut {
-        if let Some(ch) = &second_raw {
-            let ch = ch.clone();
-            return Box::pin(async move {
-                let reply = ch.call(MSG, &pack_request(id, NAME)).await.expect("call");
-                assert_eq!(parse_reply(&reply).map(|r| r.0), Some(id));
-            });
-        }
-        if let Some(ch) = &typed_server_raw_client {
-            let ch = ch.clone();
-            return Box::pin(async move {
-                let reply = ch.call(MSG, &pack_request(id, NAME)).await.expect("call");
-                assert_eq!(parse_reply(&reply).map(|r| r.0), Some(id));
-            });
-        }
         let kv = typed.clone();
-        Box::pin(async move {
-            let back = kv.echo(&Echo { id, name: Bytes::from_static(NAME) }).await.expect("call");
-            assert_eq!((back.id, back.name.len()), (id, NAME.len()));
-        })
+        match side.as_str() {
+            "aa" | "server" => {
+                let msg = if side == "aa" { RAW_MSG } else { MSG };
+                Box::pin(async move {
+                    let reply = kv.sender().call(msg, &pack_request(id, NAME)).await.expect("call");
+                    let (back, name) = parse_reply(&reply).expect("reply");
+                    assert_eq!((back, name.len()), (id, NAME.len()));
+                })
+            }
+            "client-enc" => Box::pin(async move {
+                let body = iproto::pack(&Echo { id, name: Bytes::from_static(NAME) }).expect("pack");
+                let reply = kv.sender().call(RAW_MSG, &body).await.expect("call");
+                let (back, name) = parse_reply(&reply).expect("reply");
+                assert_eq!((back, name.len()), (id, NAME.len()));
+            }),
+            "client-dec" => Box::pin(async move {
+                let reply = kv.sender().call(RAW_MSG, &pack_request(id, NAME)).await.expect("call");
+                let back: Echo = iproto::rpc::flatten::<Echo, RemoteError>(iproto::rpc::decode_reply(RAW_MSG, &reply))
+                    .expect("reply");
+                assert_eq!((back.id, back.name.len()), (id, NAME.len()));
+            }),
+            "client" => Box::pin(async move {
+                let req = Echo { id, name: Bytes::from_static(NAME) };
+                let back = iproto::rpc::call_flat::<_, Echo, Echo, RemoteError>(
+                    kv.sender(),
+                    RAW_MSG,
+                    &req,
+                    Default::default(),
+                )
+                .await
+                .expect("call");
+                assert_eq!((back.id, back.name.len()), (id, NAME.len()));
+            }),
+            _ => Box::pin(async move {
+                let back = kv.echo(&Echo { id, name: Bytes::from_static(NAME) }).await.expect("call");
+                assert_eq!((back.id, back.name.len()), (id, NAME.len()));
+            }),
+        }
     });
-
     Pair { rt, raw: raw_call, typed: typed_call }
 }
 
@@ -180,35 +186,62 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
+/// CPU time (user + system) of the whole process so far: client and server both run here.
+fn cpu_time() -> Duration {
+    // SAFETY: getrusage only writes the struct it is given.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
 /// The machine is shared, so sequential criterion runs drift more than 5%: this runs short
-/// raw and typed rounds alternately and reports medians and the median per-round ratio.
+/// raw and typed rounds alternately and reports medians of wall time and of CPU time (client
+/// and server together) per call, and the median per-round ratios.
 fn interleaved() {
     const ROUNDS: usize = 61;
     const CALLS: u64 = 64 * 400;
     let Pair { rt, raw, typed } = setup();
-    let (mut r, mut t, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
-    for round in 0..ROUNDS {
-        let (a, b) = if round % 2 == 0 {
-            let a = rt.block_on(run(CALLS, raw.clone()));
-            (a, rt.block_on(run(CALLS, typed.clone())))
-        } else {
-            let b = rt.block_on(run(CALLS, typed.clone()));
-            (rt.block_on(run(CALLS, raw.clone())), b)
-        };
+    let measure = |call: &dyn Fn() -> Duration| {
+        let cpu = cpu_time();
+        let wall = call();
         let per = |d: Duration| d.as_secs_f64() * 1e9 / CALLS as f64;
-        r.push(per(a));
-        t.push(per(b));
-        ratio.push(per(b) / per(a));
+        (per(wall), per(cpu_time() - cpu))
+    };
+    let [mut rw, mut tw, mut wall_ratio, mut rc, mut tc, mut cpu_ratio]: [Vec<f64>; 6] = Default::default();
+    let raw_round = || rt.block_on(run(CALLS, raw.clone()));
+    let typed_round = || rt.block_on(run(CALLS, typed.clone()));
+    for round in 0..ROUNDS {
+        let ((a, ac), (b, bc)) = if round % 2 == 0 {
+            let a = measure(&raw_round);
+            (a, measure(&typed_round))
+        } else {
+            let b = measure(&typed_round);
+            (measure(&raw_round), b)
+        };
+        rw.push(a);
+        tw.push(b);
+        wall_ratio.push(b / a);
+        rc.push(ac);
+        tc.push(bc);
+        cpu_ratio.push(bc / ac);
     }
     let median = |v: &mut Vec<f64>| {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
     println!(
-        "interleaved, {ROUNDS} rounds of {CALLS} calls: raw {:.0} ns/call, typed {:.0} ns/call, median typed/raw {:.3}",
-        median(&mut r),
-        median(&mut t),
-        median(&mut ratio)
+        "interleaved, {ROUNDS} rounds of {CALLS} calls: wall raw {:.0} ns/call, typed {:.0} ns/call, median typed/raw {:.3}; \
+         cpu raw {:.0} ns/call, typed {:.0} ns/call, median typed/raw {:.3}",
+        median(&mut rw),
+        median(&mut tw),
+        median(&mut wall_ratio),
+        median(&mut rc),
+        median(&mut tc),
+        median(&mut cpu_ratio),
     );
 }
 

@@ -1,10 +1,9 @@
 //! [`ServeMux`]: routes incoming requests to handlers by message code (V-3).
 
-use std::collections::HashMap;
-use std::sync::Arc;
-
 use bytes::Bytes;
+use std::collections::HashMap;
 
+use crate::channel::handler::BoxFuture;
 use crate::channel::{BoxHandler, Channel, Handler};
 use crate::wire::Packet;
 
@@ -89,19 +88,25 @@ impl ServeMux {
     }
 }
 
-impl Handler for ServeMux {
-    async fn handle(&self, packet: Packet, channel: Channel) -> Option<Bytes> {
-        let handler = match self.routes.get(&packet.header.msg) {
-            Some(h) => Arc::clone(&h.0),
+impl ServeMux {
+    /// Starts handling `packet` with its route's handler: the route's boxed future itself.
+    pub(crate) fn start(&self, packet: Packet, channel: Channel) -> BoxFuture {
+        match self.routes.get(&packet.header.msg) {
+            Some(route) => route.start(packet, channel),
             None => match &self.fallback {
                 Fallback::Ignore => {
                     tracing::debug!(msg = packet.header.msg, "no route for message code; no reply");
-                    return None;
+                    Box::pin(std::future::ready(None))
                 }
-                Fallback::Reply(body) => return Some(body.clone()),
-                Fallback::Handler(h) => Arc::clone(&h.0),
+                Fallback::Reply(body) => Box::pin(std::future::ready(Some(body.clone()))),
+                Fallback::Handler(handler) => handler.start(packet, channel),
             },
-        };
-        handler.handle_boxed(packet, channel).await
+        }
+    }
+}
+
+impl Handler for ServeMux {
+    async fn handle(&self, packet: Packet, channel: Channel) -> Option<Bytes> {
+        self.start(packet, channel).await
     }
 }

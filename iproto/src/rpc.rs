@@ -125,6 +125,7 @@ use std::marker::PhantomData;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
+use futures_util::future::{Either, FutureExt};
 
 use crate::channel::{CallOptions, Channel, Handler, Sender};
 use crate::mux::{DuplicateRoute, ServeMux};
@@ -668,37 +669,37 @@ where
     H: TypedHandler<Req, Resp>,
 {
     fn handle(&self, packet: Packet, channel: Channel) -> impl Future<Output = Option<Bytes>> + Send {
-        // Decoded before the future is made, so the future holds the request, not the packet.
-        // The handler's future is made inside the block: one made outside and awaited in it
-        // would be stored twice.
+        // Decoded before the future is made, and the handler's future mapped rather than
+        // awaited in an `async` block: the request and context then live only in the handler's
+        // future, and a request that does not decode costs no future at all.
         let Packet { header, body } = packet;
         let req = Reader::from_bytes(&body).read_exact::<Req>(Mode::Fixed);
         drop(body);
-        let cx = Context { msg: header.msg, sync: header.sync, channel };
-        async move {
-            let req = match req {
-                Ok(req) => req,
-                Err(error) if REPLY => {
-                    tracing::debug!(msg = header.msg, %error, "request does not decode; rejected");
-                    return Some(rejection_body(RC_BAD_REQUEST, &error));
-                }
-                Err(error) => {
-                    tracing::warn!(msg = header.msg, %error, "one-way message does not decode; dropped");
-                    return None;
-                }
-            };
-            let reply = self.handler.call(req, cx).await;
-            if !REPLY {
-                return None;
+        match req {
+            Ok(req) => {
+                let cx = Context { msg: header.msg, sync: header.sync, channel };
+                Either::Left(self.handler.call(req, cx).map(move |reply| REPLY.then(|| pack_reply(header.msg, &reply))))
             }
-            let mut buf = BytesMut::with_capacity(reply.size_hint(Mode::Fixed));
-            match reply.pack(&mut buf, Mode::Fixed) {
-                Ok(()) => Some(buf.freeze()),
-                Err(error) => {
-                    tracing::warn!(msg = header.msg, %error, "reply does not pack");
-                    Some(rejection_body(RC_BAD_REPLY, &error))
-                }
+            Err(error) if REPLY => {
+                tracing::debug!(msg = header.msg, %error, "request does not decode; rejected");
+                Either::Right(std::future::ready(Some(rejection_body(RC_BAD_REQUEST, &error))))
             }
+            Err(error) => {
+                tracing::warn!(msg = header.msg, %error, "one-way message does not decode; dropped");
+                Either::Right(std::future::ready(None))
+            }
+        }
+    }
+}
+
+/// Packs a handler's reply; one that does not pack is answered with a rejection.
+fn pack_reply<Resp: IprotoPack>(msg: u32, reply: &Resp) -> Bytes {
+    let mut buf = BytesMut::with_capacity(reply.size_hint(Mode::Fixed));
+    match reply.pack(&mut buf, Mode::Fixed) {
+        Ok(()) => buf.freeze(),
+        Err(error) => {
+            tracing::warn!(msg, %error, "reply does not pack");
+            rejection_body(RC_BAD_REPLY, &error)
         }
     }
 }

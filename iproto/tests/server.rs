@@ -309,6 +309,28 @@ async fn mux_fallback_replies_to_unknown_codes() {
     server.stop().await;
 }
 
+// A mux as a route or a fallback of another mux, and a route that panics: the mux hands each
+// request straight to its route's handler, so these paths have their own test.
+#[tokio::test]
+async fn nested_muxes_fallback_handlers_and_panicking_routes() {
+    let _serial = serial().await;
+    let mut inner = routed_mux();
+    inner.handle(9, |_p: Packet, _ch: Channel| async { panic!("route 9 panics") }).expect("route 9");
+    let mut outer = ServeMux::new();
+    outer.handle(0x20, Fixed(b"outer")).expect("route 0x20");
+    outer.handle(0x21, routed_mux().reply_to_unknown(Bytes::from_static(b"inner fallback")).clone()).expect("nested");
+    outer.fallback(inner);
+    let server = start(ServerConfig::default(), outer).await;
+    let c = Channel::connect(&server.addr, ChannelConfig::client()).await.expect("connect");
+    assert_eq!(&c.call(0x20, b"").await.expect("outer route")[..], b"outer");
+    assert_eq!(&c.call(0x21, b"").await.expect("nested mux, unknown code")[..], b"inner fallback");
+    assert_eq!(&c.call(2, b"").await.expect("fallback mux, route 2")[..], b"two");
+    let panicked = c.call_with(9, b"", CallOptions::timeout(Duration::from_millis(100))).await;
+    assert!(matches!(panicked, Err(Error::Timeout)), "a panicking route sends nothing: {panicked:?}");
+    assert_eq!(&c.call(1, b"").await.expect("the connection goes on")[..], b"one");
+    server.stop().await;
+}
+
 // Unix sockets serve the same way (`unix:/path` addresses).
 #[tokio::test]
 async fn serves_on_unix_sockets() {

@@ -5,7 +5,12 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::handler::{DynHandler, Handler};
+use std::any::Any;
+
+use super::handler::{BoxFuture, DynHandler, Handler};
+use super::Channel;
+use crate::mux::ServeMux;
+use crate::wire::Packet;
 use crate::wire::DEFAULT_SIZE_LIMIT;
 
 /// Settings of one channel. `ChannelConfig::default()` is [`ChannelConfig::client`].
@@ -62,12 +67,38 @@ pub struct ChannelConfig {
 
 /// A type-erased, shareable [`Handler`].
 #[derive(Clone)]
-pub struct BoxHandler(pub(crate) Arc<dyn DynHandler>);
+pub struct BoxHandler(pub(crate) Erased);
+
+/// What a [`BoxHandler`] holds: a [`ServeMux`] is kept as itself, so that a request goes
+/// straight to its route's handler (one boxed future per request, not one for the mux and
+/// one for the route).
+#[derive(Clone)]
+pub(crate) enum Erased {
+    Dyn(Arc<dyn DynHandler>),
+    Mux(Arc<ServeMux>),
+}
 
 impl BoxHandler {
     /// Erases `handler`'s type.
     pub fn new<H: Handler>(handler: H) -> Self {
-        BoxHandler(Arc::new(handler))
+        // A mux is recognised by its type, once, here.
+        let mut slot = Some(handler);
+        if let Some(mux) = (&mut slot as &mut dyn Any).downcast_mut::<Option<ServeMux>>().and_then(Option::take) {
+            return BoxHandler(Erased::Mux(Arc::new(mux)));
+        }
+        BoxHandler(Erased::Dyn(match slot {
+            Some(handler) => Arc::new(handler),
+            // Taken only when `H` is `ServeMux`, which returned above.
+            None => Arc::new(ServeMux::new()),
+        }))
+    }
+
+    /// Starts handling `packet`: the handler's future, boxed.
+    pub(crate) fn start(&self, packet: Packet, channel: Channel) -> BoxFuture {
+        match &self.0 {
+            Erased::Dyn(handler) => Arc::clone(handler).handle_boxed(packet, channel),
+            Erased::Mux(mux) => mux.start(packet, channel),
+        }
     }
 }
 

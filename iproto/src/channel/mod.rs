@@ -20,7 +20,7 @@
 //! ```
 
 mod config;
-mod handler;
+pub(crate) mod handler;
 mod keepalive;
 mod pending;
 mod reader;

@@ -205,13 +205,13 @@ fn dispatch_now(shared: &Arc<Shared>, packet: Packet, hijacked: &mut BytesMut, b
     if shared.dropped.load(SeqCst) {
         return None;
     }
-    let Some(handler) = shared.config.handler.as_ref().map(|h| h.0.clone()) else {
+    let Some(handler) = shared.config.handler.as_ref() else {
         tracing::debug!(msg = h.msg, sync = h.sync, "no handler: request dropped");
         return None;
     };
     Counters::inc(&shared.stats.reader.requests);
     let channel = Channel::from_shared(shared.clone());
-    let mut work = AssertUnwindSafe(handler.handle_boxed(packet, channel)).catch_unwind();
+    let mut work = AssertUnwindSafe(handler.start(packet, channel)).catch_unwind();
     if shared.config.inline_handlers || shared.handler_slots.available_permits() == 0 {
         // Inline handlers run to completion here; at the concurrency limit the reader waits
         // for a slot before it starts the handler: back-pressure to the peer.
