@@ -145,6 +145,15 @@ fn setup() -> Pair<impl Fn(u64) -> RawFut + Send + Sync + 'static, impl Fn(u64) 
                     assert_eq!((back, name.len()), (id, NAME.len()));
                 })
             }
+            "raw-stack" => Box::pin(async move {
+                let mut body = [0u8; 44];
+                body[..8].copy_from_slice(&id.to_le_bytes());
+                body[8..12].copy_from_slice(&(NAME.len() as u32).to_le_bytes());
+                body[12..].copy_from_slice(NAME);
+                let reply = kv.sender().call(RAW_MSG, &body).await.expect("call");
+                let (back, name) = parse_reply(&reply).expect("reply");
+                assert_eq!((back, name.len()), (id, NAME.len()));
+            }),
             "client-enc" => Box::pin(async move {
                 let body = iproto::pack(&Echo { id, name: Bytes::from_static(NAME) }).expect("pack");
                 let reply = kv.sender().call(RAW_MSG, &body).await.expect("call");

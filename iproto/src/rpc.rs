@@ -437,7 +437,13 @@ where
     Req: IprotoPack + ?Sized,
     Resp: IprotoUnpackOwned + 'a,
 {
-    call_encoded(sender, msg, encode(msg, req), opts)
+    // A request that does not pack costs no call future; one that does is held as the bare
+    // buffer, which keeps the future small.
+    match encode(msg, req) {
+        Ok(body) => Either::Left(call_encoded(sender, msg, body, opts)),
+        // Mapped, so that the future is `Send` without asking it of `Resp`.
+        Err(e) => Either::Right(std::future::ready(e).map(Err)),
+    }
 }
 
 /// [`call`] for `Result<T, E>` replies, with the service error folded into
@@ -455,36 +461,29 @@ where
     T: Send + 'a,
     E: Send + 'a,
 {
-    call_flat_encoded(sender, msg, encode(msg, req), opts)
+    match encode(msg, req) {
+        Ok(body) => Either::Left(call_flat_encoded(sender, msg, body, opts)),
+        Err(e) => Either::Right(std::future::ready(Err(e.widen()))),
+    }
 }
 
 /// One `async fn` rather than a block awaiting [`call_encoded`]: each layer of futures stores
 /// its arguments again.
-async fn call_flat_encoded<S, T, E>(
-    sender: &S,
-    msg: u32,
-    body: Result<Vec<u8>, CallError>,
-    opts: CallOptions,
-) -> Result<T, CallError<E>>
+async fn call_flat_encoded<S, T, E>(sender: &S, msg: u32, body: Vec<u8>, opts: CallOptions) -> Result<T, CallError<E>>
 where
     S: Sender + ?Sized,
     Result<T, E>: IprotoUnpackOwned,
 {
-    let reply = sender.call_with(msg, &body.map_err(CallError::widen)?, opts).await;
+    let reply = sender.call_with(msg, &body, opts).await;
     flatten(decode_reply(msg, &reply.map_err(|e| CallError::<E>::Transport(e))?))
 }
 
-async fn call_encoded<S, Resp>(
-    sender: &S,
-    msg: u32,
-    body: Result<Vec<u8>, CallError>,
-    opts: CallOptions,
-) -> Result<Resp, CallError>
+async fn call_encoded<S, Resp>(sender: &S, msg: u32, body: Vec<u8>, opts: CallOptions) -> Result<Resp, CallError>
 where
     S: Sender + ?Sized,
     Resp: IprotoUnpackOwned,
 {
-    let reply = sender.call_with(msg, &body?, opts).await?;
+    let reply = sender.call_with(msg, &body, opts).await?;
     decode_reply(msg, &reply)
 }
 
@@ -854,8 +853,10 @@ mod tower_impls {
             let sender = self.sender.clone();
             let options = self.options;
             // Packed here, so that the future does not hold `req`.
-            let body = encode(R::MSG, &req);
-            Box::pin(async move { call_encoded(&sender, R::MSG, body, options).await })
+            match encode(R::MSG, &req) {
+                Ok(body) => Box::pin(async move { call_encoded(&sender, R::MSG, body, options).await }),
+                Err(e) => Box::pin(std::future::ready(Err(e))),
+            }
         }
     }
 }

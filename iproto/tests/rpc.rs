@@ -464,6 +464,7 @@ async fn typed_futures_stay_close_to_raw_ones() {
     let get = Get { key: "a".into() };
     let typed = std::mem::size_of_val(&client.get(&get));
     let raw_body = std::mem::size_of_val(&client.put(&Put { key: "a".into(), data: Bytes::new() }));
-    assert!(typed <= raw + 160, "typed call future {typed} bytes, raw {raw}");
-    assert!(raw_body <= raw + 160, "typed call future (raw body) {raw_body} bytes, raw {raw}");
+    assert!(typed <= raw + 128, "typed call future {typed} bytes, raw {raw}");
+    assert!(raw <= 512, "a call future is {raw} bytes: the rare paths belong behind a box");
+    assert!(raw_body <= raw + 128, "typed call future (raw body) {raw_body} bytes, raw {raw}");
 }

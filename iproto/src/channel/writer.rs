@@ -120,6 +120,13 @@ impl Shared {
         if self.try_enqueue(msg, sync, body)? {
             return Ok(());
         }
+        // Boxed: the waiting machinery (a notification and a timer) would otherwise make every
+        // call's and notification's future several hundred bytes bigger, for a rare path.
+        Box::pin(self.enqueue_slow(msg, sync, body, wait)).await
+    }
+
+    /// [`enqueue`](Self::enqueue) once the queue was found full.
+    async fn enqueue_slow(&self, msg: u32, sync: u32, body: &[u8], wait: Wait) -> Result<(), Error> {
         loop {
             let room = self.room.notified();
             tokio::pin!(room);
