@@ -2,7 +2,13 @@
 //! hand-packed bytes and a hand-written handler, same payload and bytes on the wire, 64
 //! concurrent callers on one TCP connection. Target: the typed layer adds at most 5% per call.
 //!
-//! `cargo bench -p mr-iproto --bench rpc -- --warm-up-time 1 --measurement-time 5`
+//! `cargo bench -p mr-iproto --bench rpc -- --warm-up-time 1 --measurement-time 5`, or
+//! `-- --interleaved` for alternating rounds with wall and CPU time per call (the number to
+//! quote). `RPC_BENCH_SIDE` changes what the "typed" slot runs, to split the overhead:
+//! `client` (typed client, hand-written handler), `server` (hand-packed calls, typed handler),
+//! `server-codec` (a hand-written handler using the derived codec), `client-enc` /
+//! `client-dec` (one half of the typed client), `raw-stack` (raw calls packed on the stack,
+//! no allocation), `aa` (raw in both slots: the bench's own bias).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,6 +22,16 @@ const CALLERS: u64 = 64;
 const MSG: u32 = 0x10;
 /// The hand-written handler's code.
 const RAW_MSG: u32 = 0x11;
+/// A hand-written handler that decodes and packs with the derived codec.
+const CODEC_MSG: u32 = 0x12;
+
+async fn codec_handler(p: Packet, _ch: Channel) -> Option<Bytes> {
+    let req: Echo = iproto::Reader::from_bytes(&p.body).read_exact(iproto::Mode::Fixed).ok()?;
+    let reply: Result<Echo, RemoteError> = Ok(req);
+    let mut out = BytesMut::with_capacity(iproto::IprotoPack::size_hint(&reply, iproto::Mode::Fixed));
+    iproto::IprotoPack::pack(&reply, &mut out, iproto::Mode::Fixed).ok()?;
+    Some(out.freeze())
+}
 const NAME: &[u8] = b"a thirty-two byte payload string";
 
 #[derive(IprotoPack, IprotoUnpack, Debug, Clone)]
@@ -118,11 +134,10 @@ fn setup() -> Pair<impl Fn(u64) -> RawFut + Send + Sync + 'static, impl Fn(u64) 
     let channel = rt.block_on(async {
         let mut mux = BenchServer::new(Impl).into_mux();
         mux.handle(RAW_MSG, raw_handler).expect("route");
+        mux.handle(CODEC_MSG, codec_handler).expect("route");
         connect(mux).await
     });
-    // RPC_BENCH_SIDE=client: the typed client against the hand-written handler; =server:
-    // hand-packed calls against the typed handler. Splits the overhead between the sides.
-    // RPC_BENCH_SIDE=aa: hand-packed calls in both slots (an A/A run: the bench's own bias).
+    // RPC_BENCH_SIDE: see the module docs.
     let side = std::env::var("RPC_BENCH_SIDE").unwrap_or_default();
     let raw = channel.clone();
     let raw_call = Arc::new(move |id: u64| -> RawFut {
@@ -137,8 +152,12 @@ fn setup() -> Pair<impl Fn(u64) -> RawFut + Send + Sync + 'static, impl Fn(u64) 
     let typed_call = Arc::new(move |id: u64| -> TypedFut {
         let kv = typed.clone();
         match side.as_str() {
-            "aa" | "server" => {
-                let msg = if side == "aa" { RAW_MSG } else { MSG };
+            "aa" | "server" | "server-codec" => {
+                let msg = match side.as_str() {
+                    "aa" => RAW_MSG,
+                    "server" => MSG,
+                    _ => CODEC_MSG,
+                };
                 Box::pin(async move {
                     let reply = kv.sender().call(msg, &pack_request(id, NAME)).await.expect("call");
                     let (back, name) = parse_reply(&reply).expect("reply");
