@@ -4,6 +4,7 @@ use bytes::Bytes;
 use std::collections::HashMap;
 
 use crate::channel::handler::BoxFuture;
+use crate::channel::pending::Build;
 use crate::channel::{BoxHandler, Channel, Handler};
 use crate::wire::Packet;
 
@@ -39,7 +40,9 @@ enum Fallback {
 /// ```
 #[derive(Clone, Default)]
 pub struct ServeMux {
-    routes: HashMap<u32, BoxHandler>,
+    /// Keyed with a multiplicative hash, not SipHash: codes are the application's, and the
+    /// lookup is on every request.
+    routes: HashMap<u32, BoxHandler, Build>,
     fallback: Fallback,
 }
 

@@ -22,7 +22,7 @@
 mod config;
 pub(crate) mod handler;
 mod keepalive;
-mod pending;
+pub(crate) mod pending;
 mod reader;
 mod shutdown;
 mod stats;

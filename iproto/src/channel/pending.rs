@@ -27,6 +27,7 @@ pub(crate) fn key(msg: u32, sync: u32) -> u64 {
 
 /// Multiplicative hashing for the u64 keys: they are not attacker-chosen in a way that
 /// matters (a peer can only hit keys we allocated), and SipHash costs more than the lookup.
+/// Also used for [`ServeMux`](crate::ServeMux)'s routes: the application registers them.
 #[derive(Default)]
 pub(crate) struct KeyHasher(u64);
 
@@ -42,9 +43,12 @@ impl Hasher for KeyHasher {
     fn write_u64(&mut self, n: u64) {
         self.0 = (n ^ (n >> 29)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     }
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(u64::from(n));
+    }
 }
 
-type Build = BuildHasherDefault<KeyHasher>;
+pub(crate) type Build = BuildHasherDefault<KeyHasher>;
 
 /// One call waiting for its reply.
 struct Call {
