@@ -331,18 +331,31 @@ impl Channel {
     ///
     /// Codes >= 0xff00 are refused with [`Error::ReservedCode`]; see
     /// [`CallOptions::allow_reserved`].
-    pub async fn call(&self, msg: u32, body: &[u8]) -> Result<Bytes, Error> {
-        self.call_with(msg, body, CallOptions::default()).await
+    pub fn call<'s, 'b>(
+        &'s self,
+        msg: u32,
+        body: &'b [u8],
+    ) -> impl Future<Output = Result<Bytes, Error>> + Send + use<'s, 'b> {
+        self.call_with(msg, body, CallOptions::default())
     }
 
     /// [`call`](Self::call) with per-call options (timeout override, reserved codes).
-    pub async fn call_with(&self, msg: u32, body: &[u8], opts: CallOptions) -> Result<Bytes, Error> {
-        let s = &self.shared;
-        let result = self.call_inner(msg, body, opts).await;
-        if result.is_err() {
-            stats::Counters::inc(&s.stats.callers.canceled);
-        }
-        result
+    ///
+    /// Both return the call's own future, with no wrapper around it: a task making calls
+    /// holds one, and its size is what many concurrent callers keep in cache.
+    pub fn call_with<'s, 'b>(
+        &'s self,
+        msg: u32,
+        body: &'b [u8],
+        opts: CallOptions,
+    ) -> impl Future<Output = Result<Bytes, Error>> + Send + use<'s, 'b> {
+        self.call_inner(msg, body, opts)
+    }
+
+    /// Counts a call that ended with an error.
+    fn failed(&self, error: Error) -> Error {
+        stats::Counters::inc(&self.shared.stats.callers.canceled);
+        error
     }
 
     async fn call_inner(&self, msg: u32, body: &[u8], opts: CallOptions) -> Result<Bytes, Error> {
@@ -350,11 +363,11 @@ impl Channel {
         // Calls refused before registration are counted here; the others under the lock.
         if msg >= MSG_RESERVED_MIN && !opts.allow_reserved {
             stats::Counters::inc(&s.stats.callers.calls);
-            return Err(Error::ReservedCode(msg));
+            return Err(self.failed(Error::ReservedCode(msg)));
         }
         if let Err(e) = self.check_open() {
             stats::Counters::inc(&s.stats.callers.calls);
-            return Err(e);
+            return Err(self.failed(e));
         }
         let deadline = Instant::now() + opts.timeout.unwrap_or(s.config.request_timeout);
         let (tx, rx) = oneshot::channel();
@@ -381,30 +394,37 @@ impl Channel {
             tokio::spawn(sweep::run(s.clone()));
         }
         let mut guard = PendingGuard { shared: s, key: key(msg, sync), sent: false };
-        let queued = match queued {
+        let wait_for_room = match queued {
             Ok(true) => {
                 s.wake_writer.notify_one();
-                Ok(())
+                false
             }
-            Ok(false) => s.enqueue(msg, sync, body, Wait::Until(deadline)).await,
-            Err(e) => Err(e),
+            Ok(false) => true,
+            Err(e) => {
+                stats::Counters::inc(&s.stats.callers.packets_dropped);
+                return Err(self.failed(e));
+            }
         };
-        if let Err(e) = queued {
-            stats::Counters::inc(&s.stats.callers.packets_dropped);
-            return Err(e);
+        if wait_for_room {
+            if let Err(e) = s.enqueue(msg, sync, body, Wait::Until(deadline)).await {
+                stats::Counters::inc(&s.stats.callers.packets_dropped);
+                return Err(self.failed(e));
+            }
         }
         guard.sent = true;
-        let reply = if swept { Ok(rx.await) } else { tokio::time::timeout_at(deadline, rx).await };
+        // A per-call timeout's timer is boxed: most calls use the default timeout (the sweep),
+        // and the timer would otherwise make every call's future bigger.
+        let reply = if swept { Ok(rx.await) } else { Box::pin(tokio::time::timeout_at(deadline, rx)).await };
         match reply {
             Ok(Ok(reply)) => {
                 guard.disarm();
-                reply
+                reply.map_err(|e| self.failed(e))
             }
             Ok(Err(_)) => {
                 guard.disarm();
-                Err(Error::Dropped(s.reason.get().cloned()))
+                Err(self.failed(Error::Dropped(s.reason.get().cloned())))
             }
-            Err(_) => Err(Error::Timeout),
+            Err(_) => Err(self.failed(Error::Timeout)),
         }
     }
 
