@@ -467,24 +467,35 @@ where
     }
 }
 
-/// One `async fn` rather than a block awaiting [`call_encoded`]: each layer of futures stores
-/// its arguments again.
-async fn call_flat_encoded<S, T, E>(sender: &S, msg: u32, body: Vec<u8>, opts: CallOptions) -> Result<T, CallError<E>>
+/// The call future mapped, not awaited in another `async fn`: [`Sender::call_owned`] keeps the
+/// body in the call's own future, so the typed call adds little to it.
+fn call_flat_encoded<'a, S, T, E>(
+    sender: &'a S,
+    msg: u32,
+    body: Vec<u8>,
+    opts: CallOptions,
+) -> impl Future<Output = Result<T, CallError<E>>> + Send + 'a
 where
     S: Sender + ?Sized,
     Result<T, E>: IprotoUnpackOwned,
 {
-    let reply = sender.call_with(msg, &body, opts).await;
-    flatten(decode_reply(msg, &reply.map_err(|e| CallError::<E>::Transport(e))?))
+    sender.call_owned(msg, body, opts).map(move |reply| match reply {
+        Ok(reply) => flatten(decode_reply(msg, &reply)),
+        Err(e) => Err(CallError::Transport(e)),
+    })
 }
 
-async fn call_encoded<S, Resp>(sender: &S, msg: u32, body: Vec<u8>, opts: CallOptions) -> Result<Resp, CallError>
+fn call_encoded<'a, S, Resp>(
+    sender: &'a S,
+    msg: u32,
+    body: Vec<u8>,
+    opts: CallOptions,
+) -> impl Future<Output = Result<Resp, CallError>> + Send + 'a
 where
     S: Sender + ?Sized,
     Resp: IprotoUnpackOwned,
 {
-    let reply = sender.call_with(msg, &body, opts).await?;
-    decode_reply(msg, &reply)
+    sender.call_owned(msg, body, opts).map(move |reply| decode_reply(msg, &reply?))
 }
 
 /// Packs `req` and sends it as a notification `msg` on `sender` (no reply).

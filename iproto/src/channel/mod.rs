@@ -69,6 +69,18 @@ pub trait Sender: Send + Sync {
 
     /// Sends a packet as is (replies, control packets): allowed during shutdown.
     fn send(&self, packet: Packet) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// [`call_with`](Self::call_with) taking the body by value, for callers that packed it
+    /// for this call (typed clients): a [`Channel`] keeps it in the call's own future instead
+    /// of a second future around it.
+    fn call_owned(
+        &self,
+        msg: u32,
+        body: Vec<u8>,
+        opts: CallOptions,
+    ) -> impl Future<Output = Result<Bytes, Error>> + Send {
+        async move { self.call_with(msg, &body, opts).await }
+    }
 }
 
 /// Life-cycle state, published through a watch channel.
@@ -358,7 +370,19 @@ impl Channel {
         error
     }
 
-    async fn call_inner(&self, msg: u32, body: &[u8], opts: CallOptions) -> Result<Bytes, Error> {
+    /// [`call_with`](Self::call_with) owning its body (see [`Sender::call_owned`]).
+    pub fn call_owned(
+        &self,
+        msg: u32,
+        body: Vec<u8>,
+        opts: CallOptions,
+    ) -> impl Future<Output = Result<Bytes, Error>> + Send + '_ {
+        self.call_inner(msg, body, opts)
+    }
+
+    /// The call, generic over how the body is held (borrowed or owned), so that either way it
+    /// is one future.
+    async fn call_inner<B: AsRef<[u8]> + Send>(&self, msg: u32, body: B, opts: CallOptions) -> Result<Bytes, Error> {
         let s = &self.shared;
         // Calls refused before registration are counted here; the others under the lock.
         if msg >= MSG_RESERVED_MIN && !opts.allow_reserved {
@@ -377,12 +401,15 @@ impl Channel {
         let (sync, spawn_sweep, queued) = {
             let mut book = s.book();
             let (sync, spawn_sweep) = book.pending.insert(msg, tx, swept.then_some(deadline));
-            let queued = if body.len() > u32::MAX as usize {
-                Err(Error::BodyTooLarge(body.len()))
+            // The body is borrowed afresh at each use: a slice kept in a local would be stored
+            // in the future next to the body.
+            let bytes = body.as_ref();
+            let queued = if bytes.len() > u32::MAX as usize {
+                Err(Error::BodyTooLarge(bytes.len()))
             } else {
-                let pushed = book.out.try_push(s.config.queue_limits(), 1, HEADER_LEN + body.len(), |buf| {
-                    buf.reserve(HEADER_LEN + body.len());
-                    encode_packet(buf, msg, sync, body).map_err(Error::from)
+                let pushed = book.out.try_push(s.config.queue_limits(), 1, HEADER_LEN + bytes.len(), |buf| {
+                    buf.reserve(HEADER_LEN + bytes.len());
+                    encode_packet(buf, msg, sync, bytes).map_err(Error::from)
                 });
                 s.book.open_batch.store(book.out.queued, Relaxed);
                 book.calls += 1;
@@ -406,7 +433,7 @@ impl Channel {
             }
         };
         if wait_for_room {
-            if let Err(e) = s.enqueue(msg, sync, body, Wait::Until(deadline)).await {
+            if let Err(e) = s.enqueue(msg, sync, body.as_ref(), Wait::Until(deadline)).await {
                 stats::Counters::inc(&s.stats.callers.packets_dropped);
                 return Err(self.failed(e));
             }
@@ -578,6 +605,15 @@ impl Sender for Channel {
 
     fn send(&self, packet: Packet) -> impl Future<Output = Result<(), Error>> + Send {
         Channel::send(self, packet)
+    }
+
+    fn call_owned(
+        &self,
+        msg: u32,
+        body: Vec<u8>,
+        opts: CallOptions,
+    ) -> impl Future<Output = Result<Bytes, Error>> + Send {
+        Channel::call_owned(self, msg, body, opts)
     }
 }
 
