@@ -1,7 +1,8 @@
 //! [`ServeMux`]: routes incoming requests to handlers by message code (V-3).
 
-use bytes::Bytes;
 use std::collections::HashMap;
+
+use bytes::Bytes;
 
 use crate::channel::handler::BoxFuture;
 use crate::channel::pending::Build;

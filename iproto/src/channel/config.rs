@@ -1,17 +1,15 @@
 //! [`ChannelConfig`] with go-iproto's defaults (catalogue C-1..C-13) and per-call
 //! [`CallOptions`].
 
+use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use std::any::Any;
-
 use super::handler::{BoxFuture, DynHandler, Handler};
 use super::Channel;
 use crate::mux::ServeMux;
-use crate::wire::Packet;
-use crate::wire::DEFAULT_SIZE_LIMIT;
+use crate::wire::{Packet, DEFAULT_SIZE_LIMIT};
 
 /// Settings of one channel. `ChannelConfig::default()` is [`ChannelConfig::client`].
 ///
