@@ -143,7 +143,7 @@ pub struct PoolConfig {
     /// a call joins the batch the previous pick started while that batch still waits for its
     /// writer and holds fewer than the channel's `write_queue` packets, so calls made in the
     /// same instant share one write instead of waking every connection for a packet or two
-    /// (about 1.5x the calls/s at 4 connections x 256 callers). Calls made one after another
+    /// (1.25-1.45x the calls/s at 4 connections x 256 callers). Calls made one after another
     /// still go round-robin.
     pub strict_round_robin: bool,
 }
