@@ -131,7 +131,7 @@ use crate::channel::{CallOptions, Channel, Handler, Sender};
 use crate::mux::{DuplicateRoute, ServeMux};
 use crate::net::Addr;
 use crate::pack::{DecodeError, IprotoPack, IprotoUnpack, IprotoUnpackOwned, Mode, PackError, Reader};
-use crate::wire::Packet;
+use crate::wire::{encode_packet, Header, Packet, HEADER_LEN};
 use crate::Error;
 
 pub use iproto_derive::{service, Request};
@@ -688,7 +688,18 @@ where
         match req {
             Ok(req) => {
                 let cx = Context { msg: header.msg, sync: header.sync, channel };
-                Either::Left(self.handler.call(req, cx).map(move |reply| REPLY.then(|| pack_reply(header.msg, &reply))))
+                Either::Left(self.handler.call(req, cx).map(move |reply| {
+                    if !REPLY {
+                        return None;
+                    }
+                    // Finished while the reader polls it: the reply packet goes straight into
+                    // the reader's reply batch (no buffer of its own, no copy).
+                    let (msg, sync) = (header.msg, header.sync);
+                    if crate::channel::direct::write_reply(msg, sync, |out| pack_packet(out, msg, sync, &reply)) {
+                        return None;
+                    }
+                    Some(pack_reply(msg, &reply))
+                }))
             }
             Err(error) if REPLY => {
                 tracing::debug!(msg = header.msg, %error, "request does not decode; rejected");
@@ -703,6 +714,26 @@ where
 }
 
 /// Packs a handler's reply; one that does not pack is answered with a rejection.
+/// Appends the whole reply packet: header, then the reply packed in place, then the length
+/// patched in; one that does not pack (or is over 4 GiB) is answered with a rejection.
+fn pack_packet<Resp: IprotoPack>(out: &mut BytesMut, msg: u32, sync: u32, reply: &Resp) {
+    let start = out.len();
+    out.reserve(HEADER_LEN + reply.size_hint(Mode::Fixed));
+    out.put_slice(&Header { msg, len: 0, sync }.to_bytes());
+    let packed = reply.pack(out, Mode::Fixed).and_then(|()| {
+        let len = out.len() - start - HEADER_LEN;
+        u32::try_from(len).map_err(|_| PackError::LengthOverflow { len })
+    });
+    match packed {
+        Ok(len) => out[start + 4..start + 8].copy_from_slice(&len.to_le_bytes()),
+        Err(error) => {
+            tracing::warn!(msg, %error, "reply does not pack");
+            out.truncate(start);
+            let _ = encode_packet(out, msg, sync, &rejection_body(RC_BAD_REPLY, &error));
+        }
+    }
+}
+
 fn pack_reply<Resp: IprotoPack>(msg: u32, reply: &Resp) -> Bytes {
     let mut buf = BytesMut::with_capacity(reply.size_hint(Mode::Fixed));
     match reply.pack(&mut buf, Mode::Fixed) {

@@ -468,3 +468,41 @@ async fn typed_futures_stay_close_to_raw_ones() {
     assert!(raw <= 512, "a call future is {raw} bytes: the rare paths belong behind a box");
     assert!(raw_body <= raw + 128, "typed call future (raw body) {raw_body} bytes, raw {raw}");
 }
+
+/// A reply that packs part of itself, then fails.
+struct HalfPacked;
+
+impl IprotoPack for HalfPacked {
+    fn pack<B: bytes::BufMut>(&self, buf: &mut B, _mode: Mode) -> Result<(), PackError> {
+        buf.put_slice(b"partial");
+        Err(PackError::Custom("this reply cannot be packed".into()))
+    }
+}
+
+// A typed handler whose reply fails to pack, whether it answers at once (its reply goes
+// straight into the reader's batch) or later (its own buffer): the caller gets the
+// RC_BAD_REPLY rejection, nothing half-written reaches the wire, and the connection goes on.
+#[tokio::test]
+async fn a_reply_that_does_not_pack_is_rejected_cleanly() {
+    let mut mux = ServeMux::new();
+    mux.handle_typed::<u32, HalfPacked, _>(0x30, |_req: u32, _cx: Context| async { HalfPacked }).unwrap();
+    mux.handle_typed::<u32, HalfPacked, _>(0x31, |_req: u32, _cx: Context| async {
+        tokio::task::yield_now().await;
+        HalfPacked
+    })
+    .unwrap();
+    mux.handle_typed::<u32, u32, _>(0x32, |req: u32, _cx: Context| async move { req + 1 }).unwrap();
+    let channel = serve(mux).await;
+    for msg in [0x30, 0x31] {
+        let err = iproto::rpc::call::<_, u32, u32>(&channel, msg, &1, CallOptions::default()).await.unwrap_err();
+        match err {
+            CallError::Rejected { code, message, .. } => {
+                assert_eq!(code, iproto::rpc::RC_BAD_REPLY, "msg {msg:#x}");
+                assert!(message.contains("cannot be packed"), "{message}");
+            }
+            other => panic!("msg {msg:#x}: {other:?}"),
+        }
+        let next: u32 = iproto::rpc::call(&channel, 0x32, &41u32, CallOptions::default()).await.unwrap();
+        assert_eq!(next, 42, "the connection is still in step after msg {msg:#x}");
+    }
+}

@@ -20,6 +20,7 @@
 //! ```
 
 mod config;
+pub(crate) mod direct;
 pub(crate) mod handler;
 mod keepalive;
 pub(crate) mod pending;

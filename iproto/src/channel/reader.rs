@@ -220,7 +220,12 @@ fn dispatch_now(shared: &Arc<Shared>, packet: Packet, hijacked: &mut BytesMut, b
     // Poll the handler once here: one that answers at once (an echo, a cache hit) costs no
     // task hand-off and no slot. One that would wait gets its own task and is polled again
     // there, which registers the real waker.
-    match Pin::new(&mut work).poll(&mut Context::from_waker(Waker::noop())) {
+    // The reply batch is lent for this poll: a typed handler packs its reply straight into it.
+    let (first, written) = super::direct::lend(&mut batch.replies, h.msg, h.sync, || {
+        Pin::new(&mut work).poll(&mut Context::from_waker(Waker::noop()))
+    });
+    batch.reply_count += usize::from(written);
+    match first {
         Poll::Ready(Ok(Some(body))) if body.len() <= u32::MAX as usize => {
             batch.replies.reserve(wire::HEADER_LEN + body.len());
             let _ = wire::encode_packet(&mut batch.replies, h.msg, h.sync, &body);
