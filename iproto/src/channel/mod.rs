@@ -408,11 +408,10 @@ impl Channel {
             let queued = if bytes.len() > u32::MAX as usize {
                 Err(Error::BodyTooLarge(bytes.len()))
             } else {
-                let pushed = book.out.try_push(s.config.queue_limits(), 1, HEADER_LEN + bytes.len(), |buf| {
+                let pushed = s.push_locked(&mut book, 1, HEADER_LEN + bytes.len(), |buf| {
                     buf.reserve(HEADER_LEN + bytes.len());
                     encode_packet(buf, msg, sync, bytes).map_err(Error::from)
                 });
-                s.book.open_batch.store(book.out.queued, Relaxed);
                 book.calls += 1;
                 pushed
             };

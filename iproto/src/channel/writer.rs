@@ -18,7 +18,7 @@ use bytes::BytesMut;
 use tokio::io::AsyncWrite;
 use tokio::time::Instant;
 
-use super::Shared;
+use super::{Book, Shared};
 use crate::wire::{encode_packet, HEADER_LEN};
 use crate::Error;
 
@@ -172,6 +172,21 @@ impl Shared {
         }
     }
 
+    /// [`Outbox::try_push`] under a lock the caller holds, keeping the lock-free copy of the
+    /// queued count (the pool's batching pick reads it) in step. The caller wakes the writer.
+    #[inline]
+    pub(crate) fn push_locked(
+        &self,
+        book: &mut Book,
+        count: usize,
+        len: usize,
+        write: impl FnOnce(&mut BytesMut) -> Result<(), Error>,
+    ) -> Result<bool, Error> {
+        let pushed = book.out.try_push(self.config.queue_limits(), count, len, write);
+        self.book.open_batch.store(book.out.queued, Relaxed);
+        pushed
+    }
+
     /// Runs `write` on the outbox if the queue is not full and counts `count` packets.
     #[inline]
     fn try_push(
@@ -180,12 +195,7 @@ impl Shared {
         len: usize,
         write: impl FnOnce(&mut BytesMut) -> Result<(), Error>,
     ) -> Result<bool, Error> {
-        let pushed = {
-            let mut book = self.book();
-            let pushed = book.out.try_push(self.config.queue_limits(), count, len, write)?;
-            self.book.open_batch.store(book.out.queued, Relaxed);
-            pushed
-        };
+        let pushed = self.push_locked(&mut self.book(), count, len, write)?;
         if pushed {
             self.wake_writer.notify_one();
         }
