@@ -1,16 +1,16 @@
-//! Interoperability with Perl's MR::IProto (SPEC.md section 4), the original iproto peer:
+//! Interoperability with Perl's MR::IProto, the original iproto peer:
 //! our [`Channel`] against `MR::IProto::Server`, the `MR::IProto` client (synchronous and
 //! AnyEvent) against our [`Server`], and derived packing against Perl `pack` templates sent
 //! by MR::IProto.
 //!
 //! The Perl halves are `tests/interop/*.pl`. Both servers answer a request with the request's
 //! code (u32 LE) followed by its body reversed, so each side checks that whole bodies crossed
-//! intact. Without a working `perl -MMR::IProto` these tests print why and pass, unless the
-//! `CI` variable is set, where they fail. Throughput is printed, never asserted (run with
-//! `--nocapture` to see it).
+//! intact. Without a working `perl -MMR::IProto` (or with `IPROTO_PERL` pointing elsewhere) the
+//! peer harness (`tests/support/harness.rs`) reports these tests as skipped with the reason, or
+//! fails them when `CI` is set. Throughput is printed on stderr, never asserted.
 
 use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ExitStatus, Stdio};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -18,30 +18,35 @@ use bytes::{BufMut, Bytes, BytesMut};
 use iproto::{Channel, ChannelConfig, IprotoPack, IprotoUnpack, Packet, ServeMux, Server};
 use tokio::sync::mpsc;
 
+#[path = "support/harness.rs"]
+mod harness;
+
+/// The Perl modules the scripts load: without them every test is skipped (failed under `CI`).
+const PERL_MODULES: [&str; 3] = ["MR::IProto", "MR::IProto::Server", "AnyEvent"];
+
+fn main() {
+    let peer = PERL_MODULES
+        .iter()
+        .try_for_each(|module| harness::perl_module(module))
+        .map_err(|why| format!("{why} (install libmr-tarantool-perl)"));
+    harness::run(
+        peer,
+        vec![
+            harness::async_trial("channel_against_perl_server", channel_against_perl_server),
+            harness::async_trial("pool_against_perl_server", pool_against_perl_server),
+            harness::async_trial("perl_sync_client_against_server", perl_sync_client_against_server),
+            harness::async_trial("perl_async_client_against_server", perl_async_client_against_server),
+            harness::async_trial("throughput_perl_clients_against_server", throughput_perl_clients_against_server),
+            harness::async_trial("throughput_channel_against_perl_server", throughput_channel_against_perl_server),
+            harness::async_trial("derive_against_perl_pack_templates", derive_against_perl_pack_templates),
+        ],
+    )
+}
+
 const CODES: [u32; 4] = [0, 1, 17, 0xfeff];
 const SIZES: [usize; 6] = [0, 1, 5, 1_000, 70_000, 1_000_000];
 /// Bound on anything a Perl process is waited for.
 const PERL_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Whether MR::IProto and AnyEvent load; without them tests skip, or fail when `CI` is set.
-fn perl_ready() -> bool {
-    static CHECK: OnceLock<Result<(), String>> = OnceLock::new();
-    let check = CHECK.get_or_init(|| {
-        match Command::new("perl").args(["-MMR::IProto", "-MMR::IProto::Server", "-MAnyEvent", "-e1"]).output() {
-            Ok(out) if out.status.success() => Ok(()),
-            Ok(out) => Err(format!("perl cannot load MR::IProto: {}", String::from_utf8_lossy(&out.stderr).trim())),
-            Err(e) => Err(format!("cannot run perl: {e}")),
-        }
-    });
-    match check {
-        Ok(()) => true,
-        Err(why) if std::env::var_os("CI").is_some() => panic!("interop tests need MR::IProto under CI: {why}"),
-        Err(why) => {
-            eprintln!("skipping MR::IProto interop test: {why} (install libmr-tarantool-perl)");
-            false
-        }
-    }
-}
 
 /// The reply both test servers give: the request's code, then its body reversed.
 fn transform(msg: u32, body: &[u8]) -> Bytes {
@@ -87,7 +92,7 @@ struct Exit {
 impl Perl {
     fn spawn(script: &str, args: &[&str]) -> Perl {
         let path = format!("{}/tests/interop/{script}", env!("CARGO_MANIFEST_DIR"));
-        let mut child = Command::new("perl")
+        let mut child = harness::perl_command()
             .arg(&path)
             .args(args)
             .stdin(Stdio::piped()) // the server script exits when this closes
@@ -178,11 +183,7 @@ async fn call_checked(ch: &Channel, msg: u32, body: &[u8]) {
     assert!(reply == transform(msg, body), "msg {msg:#x}, {} bytes: wrong reply of {} bytes", body.len(), reply.len());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn channel_against_perl_server() {
-    if !perl_ready() {
-        return;
-    }
     let (_perl, addr) = perl_server().await;
     let ch = Channel::connect(&addr, perl_server_client_config()).await.unwrap();
 
@@ -220,11 +221,7 @@ async fn channel_against_perl_server() {
     eprintln!("graceful shutdown against MR::IProto::Server took {:?}", started.elapsed());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pool_against_perl_server() {
-    if !perl_ready() {
-        return;
-    }
     let (_perl, addr) = perl_server().await;
     let config = iproto::PoolConfig { size: 4, channel: perl_server_client_config(), ..iproto::PoolConfig::default() };
     let pool = iproto::Pool::dial(&addr, config).await.unwrap();
@@ -299,20 +296,12 @@ async fn perl_client(args: &[&str]) -> Vec<String> {
     exit.stdout
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn perl_sync_client_against_server() {
-    if !perl_ready() {
-        return;
-    }
     let out = perl_client(&["sync", "check"]).await;
     assert_eq!(out, ["OK 1024 calls"]);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn perl_async_client_against_server() {
-    if !perl_ready() {
-        return;
-    }
     let out = perl_client(&["async", "check"]).await;
     assert_eq!(out, ["OK 1024 calls"]);
 }
@@ -322,22 +311,14 @@ fn rate(out: &[String]) -> f64 {
     out.iter().find_map(|l| l.strip_prefix("RATE ")?.parse().ok()).unwrap_or_else(|| panic!("no RATE line in {out:?}"))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn throughput_perl_clients_against_server() {
-    if !perl_ready() {
-        return;
-    }
     let sync = rate(&perl_client(&["sync", "bench", "5000"]).await);
     let not_sync = rate(&perl_client(&["async", "bench", "10000"]).await);
     assert!(sync > 0.0 && not_sync > 0.0);
     eprintln!("MR::IProto client -> Rust Server, 32-byte echo: sync {sync:.0} calls/s, async (16 in flight) {not_sync:.0} calls/s");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn throughput_channel_against_perl_server() {
-    if !perl_ready() {
-        return;
-    }
     const CALLS: usize = 20_000;
     const CALLERS: usize = 64;
     let (_perl, addr) = perl_server().await;
@@ -449,11 +430,7 @@ fn echo_record(msg: u32, body: &[u8]) -> Option<(Record, Vec<u8>)> {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn derive_against_perl_pack_templates() {
-    if !perl_ready() {
-        return;
-    }
     let decoded = Arc::new(std::sync::Mutex::new(Vec::new()));
     let mut mux = ServeMux::new();
     for code in [0x31, 0x32] {

@@ -1,34 +1,41 @@
 //! Cross-checks against Perl's own `pack`, the reference MR::IProto builds on: BER integers
-//! against `pack 'w'` (S-4), and a derived struct against a `pack` template, in both
-//! directions. One perl process per batch reads lines on stdin and prints hex.
+//! against `pack 'w'`, and a derived struct against a `pack` template, in both directions. One
+//! perl process per batch reads lines on stdin and prints hex.
 //!
-//! Without `perl` the tests print why they skip; with `CI` set they fail instead.
+//! Without `perl` (or with `IPROTO_PERL` pointing elsewhere) the peer harness reports the tests
+//! as skipped with the reason; with `CI` set they fail instead.
 
 use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use iproto::{IprotoPack, IprotoUnpack};
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config, TestRunner};
 
-/// Runs `perl -e script` with `input` on stdin; `None` (after printing the reason) when perl is
-/// not installed and `CI` is not set.
-fn perl(script: &str, input: &str) -> Option<String> {
-    let child = Command::new("perl")
+#[path = "../../tests/support/harness.rs"]
+mod harness;
+
+fn main() {
+    // Only perl itself is needed: `pack` is core Perl.
+    harness::run(
+        harness::perl_module("strict"),
+        vec![
+            harness::trial("ber_matches_perl_pack_w", ber_matches_perl_pack_w),
+            harness::trial("derived_struct_matches_perl_template", derived_struct_matches_perl_template),
+        ],
+    )
+}
+
+/// Runs `perl -e script` with `input` on stdin and returns its stdout.
+fn perl(script: &str, input: &str) -> String {
+    let mut child = harness::perl_command()
         .args(["-e", script])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
-        .spawn();
-    let mut child = match child {
-        Ok(child) => child,
-        Err(e) if std::env::var_os("CI").is_none() => {
-            eprintln!("skipping the Perl cross-check: cannot run perl ({e})");
-            return None;
-        }
-        Err(e) => panic!("perl is required when CI is set: {e}"),
-    };
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", harness::perl_binary()));
     // Feed stdin from a thread so a large batch cannot deadlock against a full stdout pipe.
     let mut stdin = child.stdin.take().expect("piped stdin");
     let input = input.to_owned();
@@ -36,7 +43,7 @@ fn perl(script: &str, input: &str) -> Option<String> {
     let out = child.wait_with_output().expect("perl output");
     writer.join().expect("writer thread").expect("write to perl");
     assert!(out.status.success(), "perl failed: {}", out.status);
-    Some(String::from_utf8(out.stdout).expect("perl prints ASCII"))
+    String::from_utf8(out.stdout).expect("perl prints ASCII")
 }
 
 /// Values of every BER length: random bits shifted down by a random amount.
@@ -55,13 +62,12 @@ fn ber_values(n: usize) -> Vec<u64> {
     strategy.new_tree(&mut runner).expect("generate values").current()
 }
 
-#[test]
-fn ber_matches_perl_pack_w_s4() {
-    // S-4: our BER is Perl's `pack 'w'`, both ways, for thousands of values.
+fn ber_matches_perl_pack_w() {
+    // Our BER is Perl's `pack 'w'`, both ways, for thousands of values.
     let values = ber_values(5000);
     let input: String = values.iter().map(|v| format!("{v}\n")).collect();
     let script = r#"while (my $n = <STDIN>) { chomp $n; print unpack("H*", pack("w", $n)), "\n" }"#;
-    let Some(out) = perl(script, &input) else { return };
+    let out = perl(script, &input);
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), values.len());
     for (v, perl_hex) in values.iter().zip(&lines) {
@@ -74,7 +80,7 @@ fn ber_matches_perl_pack_w_s4() {
     // And Perl decodes what we encode.
     let input: String = values.iter().map(|v| format!("{}\n", hex::encode(iproto::pack_ber(v).unwrap()))).collect();
     let script = r#"while (my $h = <STDIN>) { chomp $h; print unpack("w", pack("H*", $h)), "\n" }"#;
-    let out = perl(script, &input).expect("perl ran above");
+    let out = perl(script, &input);
     let decoded: Vec<u64> = out.lines().map(|l| l.parse().expect("decimal")).collect();
     assert_eq!(decoded, values);
 }
@@ -100,7 +106,6 @@ fn records(n: usize) -> Vec<Record> {
     prop::collection::vec(record, n).new_tree(&mut runner).expect("generate records").current()
 }
 
-#[test]
 fn derived_struct_matches_perl_template() {
     let recs = records(1000);
     // Perl packs each record; the name travels as hex so any UTF-8 survives the line format.
@@ -113,7 +118,7 @@ fn derived_struct_matches_perl_template() {
            $name = pack("H*", $name);
            print unpack("H*", pack("{TEMPLATE}", $id, $kind, $name, $c, $f)), "\n" }}"#
     );
-    let Some(out) = perl(&script, &input) else { return };
+    let out = perl(&script, &input);
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), recs.len());
     for (r, perl_hex) in recs.iter().zip(&lines) {
@@ -128,7 +133,7 @@ fn derived_struct_matches_perl_template() {
         r#"while (my $h = <STDIN>) {{ chomp $h; my @f = unpack("{TEMPLATE}", pack("H*", $h));
            $f[2] = unpack("H*", $f[2]); print join(" ", @f), "\n" }}"#
     );
-    let out = perl(&script, &input).expect("perl ran above");
+    let out = perl(&script, &input);
     let want: Vec<String> =
         recs.iter().map(|r| format!("{} {} {} {} {}", r.id, r.kind, hex::encode(&r.name), r.counter, r.flag)).collect();
     assert_eq!(out.lines().collect::<Vec<_>>(), want);
