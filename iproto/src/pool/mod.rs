@@ -1,0 +1,368 @@
+//! [`Pool`]: a set of channels to one address (catalogue P-1..P-27). Round-robin over the
+//! online channels, a single-flight background redial with exponential backoff and jitter
+//! (U-1, improved), an optional rate limit, graceful shutdown and summed statistics.
+//!
+//! Differences from go-iproto, on purpose:
+//! * redial backoff is exponential with jitter, capped by `max_redial_interval` (go: linear);
+//! * a throttled dial makes a waiting caller wait for the throttle window instead of failing
+//!   with `ErrThrottled`, and joining a running dial is never throttled (P-19);
+//! * a call retries at most once on another channel, and the retry takes no second rate-limit
+//!   token (P-13, P-21);
+//! * statistics of a closed channel are saved when it has closed, not when it left the online
+//!   list, so nothing it counted while finishing is lost (P-16);
+//! * concurrent calls join the batch another call just started on a channel, up to the
+//!   channel's `write_queue`, before moving round-robin to the next one, so a burst of calls
+//!   costs one write instead of one per connection (P-15; `strict_round_robin` turns it off).
+
+mod config;
+mod dial;
+mod limit;
+mod online;
+
+pub use config::{ConnectFuture, Connector, PoolConfig, RateLimit};
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed, Ordering::SeqCst};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use backon::ExponentialBuilder;
+use bytes::Bytes;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use self::dial::DialState;
+use self::limit::Limiter;
+use self::online::{Online, Pick};
+use crate::channel::{CallOptions, Channel, ChannelStats, Sender};
+use crate::net::Endpoint;
+use crate::wire::Packet;
+use crate::Error;
+
+/// A pool's counters (P-26).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PoolStats {
+    /// The sum of every channel's counters, the closed ones included.
+    pub channels: ChannelStats,
+    /// Connect attempts, successful or not.
+    pub dial_count: u64,
+    /// Failed connect attempts.
+    pub dial_errors: u64,
+    /// Calls that waited for a channel and gave up ([`Error::NoChannel`]).
+    pub wait_errors: u64,
+    /// Channels online now.
+    pub online: usize,
+}
+
+/// A set of up to `size` channels to one address, used round-robin, redialed in the
+/// background. Implements [`Sender`], so typed clients work over a pool or a channel alike.
+/// Cheap to clone; dropping the last clone closes every channel.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), iproto::Error> {
+/// use iproto::pool::{Pool, PoolConfig};
+/// use iproto::{Channel, Packet, Server};
+///
+/// let server = Server::bind("127.0.0.1:0").await?;
+/// let addr = server.local_addr().to_string();
+/// tokio::spawn(server.serve(|p: Packet, _ch: Channel| async move { Some(p.body) }));
+///
+/// let pool = Pool::dial(&addr, PoolConfig { size: 2, ..Default::default() }).await?;
+/// assert_eq!(&pool.call(7, b"hi").await?[..], b"hi");
+/// pool.shutdown().await;
+/// # Ok(()) }
+/// ```
+pub struct Pool {
+    inner: Arc<Inner>,
+}
+
+impl Clone for Pool {
+    fn clone(&self) -> Self {
+        self.inner.handles.fetch_add(1, SeqCst);
+        Pool { inner: self.inner.clone() }
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        if self.inner.handles.fetch_sub(1, SeqCst) == 1 {
+            self.inner.stop();
+            for channel in self.inner.live() {
+                channel.close();
+            }
+        }
+    }
+}
+
+impl fmt::Debug for Pool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pool")
+            .field("addr", &self.inner.addr)
+            .field("online", &self.inner.online.len())
+            .field("stopped", &self.inner.stopped.load(SeqCst))
+            .finish()
+    }
+}
+
+/// Every channel not yet closed (online or finishing), and the counters of closed ones.
+#[derive(Default)]
+struct Registry {
+    live: HashMap<u64, Channel>,
+    saved: ChannelStats,
+}
+
+struct Inner {
+    addr: String,
+    config: PoolConfig,
+    backoff: ExponentialBuilder,
+    online: Online,
+    next_id: AtomicU64,
+    stopped: AtomicBool,
+    /// Bumped whenever a waiting caller might find a channel: stored, removed, a dial routine
+    /// ended, the pool stopped.
+    events: watch::Sender<u64>,
+    dial: Mutex<DialState>,
+    stop_dial: CancellationToken,
+    registry: Mutex<Registry>,
+    limiter: Option<Limiter>,
+    dial_count: AtomicU64,
+    dial_errors: AtomicU64,
+    wait_errors: AtomicU64,
+    handles: AtomicUsize,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+impl Pool {
+    /// A pool that has dialed nothing yet; the first call (or [`init`](Self::init)) dials.
+    /// `addr` is `host:port` or `unix:/path` (any string with a custom connector).
+    pub fn new(addr: &str, config: PoolConfig) -> Result<Pool, Error> {
+        if config.connector.is_none() {
+            Endpoint::parse(addr)?;
+        }
+        let limiter = config.rate_limit.and_then(Limiter::new);
+        let size = config.size.max(1);
+        let inner = Inner {
+            addr: addr.to_owned(),
+            backoff: config.backoff(),
+            config: PoolConfig { size, ..config },
+            online: Online::new(),
+            next_id: AtomicU64::new(0),
+            stopped: AtomicBool::new(false),
+            events: watch::Sender::new(0),
+            dial: Mutex::new(DialState::new()),
+            stop_dial: CancellationToken::new(),
+            registry: Mutex::default(),
+            limiter,
+            dial_count: AtomicU64::new(0),
+            dial_errors: AtomicU64::new(0),
+            wait_errors: AtomicU64::new(0),
+            handles: AtomicUsize::new(1),
+        };
+        Ok(Pool { inner: Arc::new(inner) })
+    }
+
+    /// [`new`](Self::new) + [`init`](Self::init): fails (and closes the pool) when no
+    /// connection could be made within the connect timeout, with the last attempt's error.
+    pub async fn dial(addr: &str, config: PoolConfig) -> Result<Pool, Error> {
+        let pool = Pool::new(addr, config)?;
+        match pool.init().await {
+            Ok(()) => Ok(pool),
+            Err(e) => {
+                pool.close().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Brings one channel online, retrying with backoff for up to the connect timeout (P-20).
+    /// The rest of the pool grows in the background as calls come in.
+    pub async fn init(&self) -> Result<(), Error> {
+        self.inner.connect(1).await
+    }
+
+    /// Brings `size` channels online, dialing them at once, within the connect timeout.
+    pub async fn init_all(&self) -> Result<(), Error> {
+        self.inner.connect(self.inner.config.size).await
+    }
+
+    /// The next online channel, round-robin (P-15): waits up to the connect timeout for a dial
+    /// when none is online, or fails at once with [`Error::Cutoff`] with `fail_on_cutoff`.
+    /// Takes a rate-limit token.
+    pub async fn next_channel(&self) -> Result<Channel, Error> {
+        self.inner.admit(self.inner.config.channel.request_timeout).await?;
+        Ok(self.inner.acquire().await?.channel().clone())
+    }
+
+    /// Adds a connected channel to the online list (go-iproto's `StoreConn`, P-17):
+    /// [`Error::PoolFull`] when `size` channels are online, [`Error::Stopped`] after shutdown;
+    /// on error the channel is closed.
+    pub fn store(&self, channel: Channel) -> Result<(), Error> {
+        self.inner.store(channel)
+    }
+
+    /// Waits until at least one channel is online, up to `timeout` ([`Error::NoChannel`]);
+    /// starts a dial if none runs. A readiness check that takes no rate-limit token and
+    /// ignores `fail_on_cutoff`.
+    pub async fn wait_online(&self, timeout: Duration) -> Result<(), Error> {
+        let inner = &self.inner;
+        let mut events = inner.events.subscribe();
+        let deadline = Instant::now() + timeout;
+        loop {
+            events.borrow_and_update();
+            if inner.pick()?.is_some() {
+                return Ok(());
+            }
+            inner.dial_background();
+            if tokio::time::timeout_at(deadline, events.changed()).await.is_err() {
+                return Err(Error::NoChannel);
+            }
+        }
+    }
+
+    /// The online channels now.
+    pub fn online(&self) -> Vec<Channel> {
+        self.inner.online.members().into_iter().map(|m| m.channel).collect()
+    }
+
+    /// The address the pool dials.
+    pub fn addr(&self) -> &str {
+        &self.inner.addr
+    }
+
+    /// The pool's configuration.
+    pub fn config(&self) -> &PoolConfig {
+        &self.inner.config
+    }
+
+    /// Whether the pool was shut down or closed.
+    pub fn is_stopped(&self) -> bool {
+        self.inner.stopped.load(SeqCst)
+    }
+
+    /// Counters: every channel's (closed ones included) plus the pool's own (P-26).
+    pub fn stats(&self) -> PoolStats {
+        let inner = &self.inner;
+        let channels = {
+            let reg = lock(&inner.registry);
+            let mut sum = reg.saved;
+            for channel in reg.live.values() {
+                sum.add(&channel.stats());
+            }
+            sum
+        };
+        PoolStats {
+            channels,
+            dial_count: inner.dial_count.load(Relaxed),
+            dial_errors: inner.dial_errors.load(Relaxed),
+            wait_errors: inner.wait_errors.load(Relaxed),
+            online: inner.online.len(),
+        }
+    }
+
+    /// Graceful shutdown (P-23): stops dialing and new calls, shuts every channel down at once
+    /// (each waits for its calls, exchanges 0xff01, bounded by its shutdown timeout) and waits
+    /// for all of them. A second call waits for the first.
+    pub async fn shutdown(&self) {
+        let first = self.inner.stop();
+        let live = self.inner.live();
+        if first {
+            futures_util::future::join_all(live.iter().map(|c| c.shutdown())).await;
+        } else {
+            futures_util::future::join_all(live.iter().map(|c| c.closed())).await;
+        }
+    }
+
+    /// Closes every channel at once (P-22); pending calls fail with [`Error::Dropped`]. Waits
+    /// until their tasks have stopped. Idempotent.
+    pub async fn close(&self) {
+        self.inner.stop();
+        let live = self.inner.live();
+        for channel in &live {
+            channel.close();
+        }
+        futures_util::future::join_all(live.iter().map(|c| c.closed())).await;
+    }
+}
+
+impl Inner {
+    fn live(&self) -> Vec<Channel> {
+        lock(&self.registry).live.values().cloned().collect()
+    }
+
+    fn bump(&self) {
+        self.events.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    /// Marks the pool stopped, empties the online list and cancels dialing; returns whether
+    /// this call stopped it.
+    fn stop(&self) -> bool {
+        let first = !self.stopped.swap(true, SeqCst);
+        self.online.update(|list| (!std::mem::take(list).is_empty(), ()));
+        self.stop_dial.cancel();
+        self.bump();
+        first
+    }
+}
+
+impl Pool {
+    /// Sends a request on the next channel and waits for its reply; retries once on another
+    /// channel when the chosen one stopped before the request left (P-21).
+    pub async fn call_with(&self, msg: u32, body: &[u8], opts: CallOptions) -> Result<Bytes, Error> {
+        let budget = opts.timeout.unwrap_or(self.inner.config.channel.request_timeout);
+        self.on_next_channel(budget, |pick| async move { pick.channel().call_with(msg, body, opts).await }).await
+    }
+
+    /// [`call_with`](Self::call_with) with default options.
+    pub async fn call(&self, msg: u32, body: &[u8]) -> Result<Bytes, Error> {
+        self.call_with(msg, body, CallOptions::default()).await
+    }
+
+    /// Sends a notification on the next channel (retried once like calls).
+    pub async fn notify(&self, msg: u32, body: &[u8]) -> Result<(), Error> {
+        let budget = self.inner.config.channel.notice_timeout;
+        self.on_next_channel(budget, |pick| async move { pick.channel().notify(msg, body).await }).await
+    }
+
+    /// Sends a packet as is on the next channel (retried once like calls).
+    pub async fn send(&self, packet: Packet) -> Result<(), Error> {
+        let budget = self.inner.config.channel.request_timeout;
+        let packet = &packet;
+        self.on_next_channel(budget, |pick| async move { pick.channel().send(packet.clone()).await }).await
+    }
+
+    /// Takes a rate-limit token (shaping waits up to `budget`), then runs `op` on the next
+    /// channel; once more on another one if that channel had stopped before sending.
+    async fn on_next_channel<T, F, Fut>(&self, budget: Duration, op: F) -> Result<T, Error>
+    where
+        F: Fn(Pick) -> Fut,
+        Fut: Future<Output = Result<T, Error>>,
+    {
+        let inner = &self.inner;
+        inner.admit(budget).await?;
+        match op(inner.acquire().await?).await {
+            Err(Error::Stopped | Error::Hijacked) => op(inner.acquire().await?).await,
+            result => result,
+        }
+    }
+}
+
+impl Sender for Pool {
+    fn call_with(&self, msg: u32, body: &[u8], opts: CallOptions) -> impl Future<Output = Result<Bytes, Error>> + Send {
+        Pool::call_with(self, msg, body, opts)
+    }
+
+    fn notify(&self, msg: u32, body: &[u8]) -> impl Future<Output = Result<(), Error>> + Send {
+        Pool::notify(self, msg, body)
+    }
+
+    fn send(&self, packet: Packet) -> impl Future<Output = Result<(), Error>> + Send {
+        Pool::send(self, packet)
+    }
+}

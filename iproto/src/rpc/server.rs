@@ -1,0 +1,198 @@
+//! The server side of typed RPC: typed handlers with their [`Context`], the adapter that
+//! decodes requests and packs replies, and the typed routes of [`ServeMux`].
+
+use std::future::Future;
+use std::marker::PhantomData;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use futures_util::future::{Either, FutureExt};
+
+use super::envelope::rejection_body;
+#[cfg(doc)]
+use super::SenderExt;
+use super::{Notice, Request, RC_BAD_REPLY, RC_BAD_REQUEST};
+use crate::channel::{Channel, Handler};
+use crate::mux::{DuplicateRoute, ServeMux};
+use crate::net::Addr;
+use crate::pack::{IprotoPack, IprotoUnpackOwned, Mode, PackError, Reader};
+use crate::wire::{encode_packet, Header, Packet, HEADER_LEN};
+
+/// What a typed handler learns about the request besides its body.
+#[derive(Debug, Clone)]
+pub struct Context {
+    msg: u32,
+    sync: u32,
+    channel: Channel,
+}
+
+impl Context {
+    /// The message code.
+    pub fn msg(&self) -> u32 {
+        self.msg
+    }
+
+    /// The request's sync (0 for one-way messages).
+    pub fn sync(&self) -> u32 {
+        self.sync
+    }
+
+    /// The peer's address, when the transport has one.
+    pub fn peer_addr(&self) -> Option<&Addr> {
+        self.channel.peer_addr()
+    }
+
+    /// The connection the request came on: send notifications back with
+    /// [`Channel::notify`] or [`SenderExt::notice`].
+    pub fn channel(&self) -> &Channel {
+        &self.channel
+    }
+}
+
+/// A typed handler: takes the decoded request and its [`Context`], returns the reply. Async
+/// closures `|req: Req, cx: Context| async move { .. }` implement it.
+pub trait TypedHandler<Req, Resp>: Send + Sync + 'static {
+    /// Handles one request.
+    fn call(&self, req: Req, cx: Context) -> impl Future<Output = Resp> + Send;
+}
+
+impl<Req, Resp, F, Fut> TypedHandler<Req, Resp> for F
+where
+    F: Fn(Req, Context) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Resp> + Send,
+{
+    fn call(&self, req: Req, cx: Context) -> impl Future<Output = Resp> + Send {
+        self(req, cx)
+    }
+}
+
+/// Adapts a [`TypedHandler`] to [`Handler`]: decodes, runs, packs. `REPLY` is false for
+/// one-way messages.
+struct Typed<Req, Resp, H, const REPLY: bool> {
+    handler: H,
+    types: PhantomData<fn(Req) -> Resp>,
+}
+
+impl<Req, Resp, H, const REPLY: bool> Handler for Typed<Req, Resp, H, REPLY>
+where
+    Req: IprotoUnpackOwned + Send + 'static,
+    Resp: IprotoPack + 'static,
+    H: TypedHandler<Req, Resp>,
+{
+    fn handle(&self, packet: Packet, channel: Channel) -> impl Future<Output = Option<Bytes>> + Send {
+        // Decoded before the future is made, and the handler's future mapped rather than
+        // awaited in an `async` block: the request and context then live only in the handler's
+        // future, and a request that does not decode costs no future at all.
+        let Packet { header, body } = packet;
+        let req = Reader::from_bytes(&body).read_exact::<Req>(Mode::Fixed);
+        drop(body);
+        match req {
+            Ok(req) => {
+                let cx = Context { msg: header.msg, sync: header.sync, channel };
+                Either::Left(self.handler.call(req, cx).map(move |reply| {
+                    if !REPLY {
+                        return None;
+                    }
+                    // Finished while the reader polls it: the reply packet goes straight into
+                    // the reader's reply batch (no buffer of its own, no copy).
+                    let (msg, sync) = (header.msg, header.sync);
+                    if crate::channel::direct::write_reply(msg, sync, |out| pack_packet(out, msg, sync, &reply)) {
+                        return None;
+                    }
+                    Some(pack_reply(msg, &reply))
+                }))
+            }
+            Err(error) if REPLY => {
+                tracing::debug!(msg = header.msg, %error, "request does not decode; rejected");
+                Either::Right(std::future::ready(Some(rejection_body(RC_BAD_REQUEST, &error))))
+            }
+            Err(error) => {
+                tracing::warn!(msg = header.msg, %error, "one-way message does not decode; dropped");
+                Either::Right(std::future::ready(None))
+            }
+        }
+    }
+}
+
+/// Packs a handler's reply; one that does not pack is answered with a rejection.
+/// Appends the whole reply packet: header, then the reply packed in place, then the length
+/// patched in; one that does not pack (or is over 4 GiB) is answered with a rejection.
+fn pack_packet<Resp: IprotoPack>(out: &mut BytesMut, msg: u32, sync: u32, reply: &Resp) {
+    let start = out.len();
+    out.reserve(HEADER_LEN + reply.size_hint(Mode::Fixed));
+    out.put_slice(&Header { msg, len: 0, sync }.to_bytes());
+    let packed = reply.pack(out, Mode::Fixed).and_then(|()| {
+        let len = out.len() - start - HEADER_LEN;
+        u32::try_from(len).map_err(|_| PackError::LengthOverflow { len })
+    });
+    match packed {
+        Ok(len) => out[start + 4..start + 8].copy_from_slice(&len.to_le_bytes()),
+        Err(error) => {
+            tracing::warn!(msg, %error, "reply does not pack");
+            out.truncate(start);
+            let _ = encode_packet(out, msg, sync, &rejection_body(RC_BAD_REPLY, &error));
+        }
+    }
+}
+
+fn pack_reply<Resp: IprotoPack>(msg: u32, reply: &Resp) -> Bytes {
+    let mut buf = BytesMut::with_capacity(reply.size_hint(Mode::Fixed));
+    match reply.pack(&mut buf, Mode::Fixed) {
+        Ok(()) => buf.freeze(),
+        Err(error) => {
+            tracing::warn!(msg, %error, "reply does not pack");
+            rejection_body(RC_BAD_REPLY, &error)
+        }
+    }
+}
+
+/// Typed routes.
+impl ServeMux {
+    /// Routes `R::MSG` to `handler`, which gets the decoded request and returns the reply.
+    ///
+    /// ```
+    /// use iproto::rpc::Context;
+    /// # #[derive(iproto::IprotoPack, iproto::IprotoUnpack, iproto::Request)]
+    /// # #[request(msg = 0x10, response = u32)]
+    /// # struct Get { key: String }
+    /// let mut mux = iproto::ServeMux::new();
+    /// mux.handle_request::<Get, _>(|req: Get, _cx: Context| async move { req.key.len() as u32 }).unwrap();
+    /// assert!(mux.contains(0x10));
+    /// ```
+    pub fn handle_request<R, H>(&mut self, handler: H) -> Result<&mut Self, DuplicateRoute>
+    where
+        R: Request + IprotoUnpackOwned + Send + 'static,
+        R::Response: IprotoPack + 'static,
+        H: TypedHandler<R, R::Response>,
+    {
+        self.handle_typed(R::MSG, handler)
+    }
+
+    /// Routes the one-way message `N::MSG` to `handler`; nothing is sent back.
+    pub fn handle_notice<N, H>(&mut self, handler: H) -> Result<&mut Self, DuplicateRoute>
+    where
+        N: Notice + IprotoUnpackOwned + Send + 'static,
+        H: TypedHandler<N, ()>,
+    {
+        self.handle_typed_notice(N::MSG, handler)
+    }
+
+    /// Routes `msg` to a typed handler, for request types without a [`Request`] impl (used by
+    /// [`#[service]`](crate::service)).
+    pub fn handle_typed<Req, Resp, H>(&mut self, msg: u32, handler: H) -> Result<&mut Self, DuplicateRoute>
+    where
+        Req: IprotoUnpackOwned + Send + 'static,
+        Resp: IprotoPack + 'static,
+        H: TypedHandler<Req, Resp>,
+    {
+        self.handle(msg, Typed::<Req, Resp, H, true> { handler, types: PhantomData })
+    }
+
+    /// Routes the one-way message `msg` to a typed handler.
+    pub fn handle_typed_notice<Req, H>(&mut self, msg: u32, handler: H) -> Result<&mut Self, DuplicateRoute>
+    where
+        Req: IprotoUnpackOwned + Send + 'static,
+        H: TypedHandler<Req, ()>,
+    {
+        self.handle(msg, Typed::<Req, (), H, false> { handler, types: PhantomData })
+    }
+}
