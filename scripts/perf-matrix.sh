@@ -1,0 +1,308 @@
+#!/usr/bin/env bash
+# The side-by-side performance table in one command: our shipped server and bench
+# (`iproto serve --echo`, `iproto bench`), the lean tokio yardstick (shared/ceiling) and
+# go-iproto's own pair (shared/peers/go), plus mixed pairs that measure each of our sides
+# against the lean peer. 32-byte echo, closed loop, loopback only.
+#
+# Rounds are interleaved (every pair of every cell once per round, in a rotating order) and
+# the table shows medians over the rounds. CPU per call is utime+stime of the server process
+# (from /proc/PID/stat) and of the client process (this shell's reaped-children time, also from
+# /proc/PID/stat), each divided by the client's successful calls. Clients and servers share the
+# machine's cores, so compare ratios within one run, never figures across runs.
+#
+# Usage: scripts/perf-matrix.sh [--rounds N] [--duration SECS] [--cells "1x1 1x64 4x256"]
+#                               [--size BYTES] [--no-go] [--addr HOST:PORT [--server-pid PID]]
+#   --addr       measure another running echo server (loopback only) instead of ours: the
+#                table then shows every client against it beside the lean pair.
+#   --server-pid that server's process id, for its CPU per call.
+# Env: IPROTO_SHARED (default: <repo>/../shared), CARGO_TARGET_DIR (default: <repo>/target).
+set -euo pipefail
+
+ROUNDS=3
+DURATION=2
+CELLS="1x1 1x64 4x256"
+SIZE=32
+WITH_GO=1
+ADDR=""
+ADDR_PID=""
+
+usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
+die() { echo "perf-matrix: $*" >&2; exit 1; }
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --rounds) ROUNDS=${2:?--rounds needs a value}; shift 2 ;;
+        --duration) DURATION=${2:?--duration needs a value}; shift 2 ;;
+        --cells) CELLS=${2:?--cells needs a value}; shift 2 ;;
+        --size) SIZE=${2:?--size needs a value}; shift 2 ;;
+        --no-go) WITH_GO=0; shift ;;
+        --addr) ADDR=${2:?--addr needs a value}; shift 2 ;;
+        --server-pid) ADDR_PID=${2:?--server-pid needs a value}; shift 2 ;;
+        -h | --help) usage; exit 0 ;;
+        *) die "unknown argument $1 (see --help)" ;;
+    esac
+done
+[[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "--rounds must be a positive integer"
+[[ $DURATION =~ ^[0-9]+(\.[0-9]+)?$ ]] || die "--duration must be seconds, e.g. 2 or 1.5"
+[[ $SIZE =~ ^[0-9]+$ ]] || die "--size must be a byte count"
+for cell in $CELLS; do [[ $cell =~ ^[1-9][0-9]*x[1-9][0-9]*$ ]] || die "bad cell $cell (want CONNSxCALLERS)"; done
+if [ -n "$ADDR" ]; then
+    case "$ADDR" in
+        127.*:* | localhost:* | "[::1]":*) ;;
+        *) die "--addr must be a loopback address (127.x.x.x:PORT, localhost:PORT or [::1]:PORT)" ;;
+    esac
+    [ -z "$ADDR_PID" ] || [ -r "/proc/$ADDR_PID/stat" ] || die "no process $ADDR_PID"
+fi
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+SHARED=${IPROTO_SHARED:-$ROOT/../shared}
+[ -d "$SHARED/ceiling" ] || die "the shared references are not at $SHARED (set IPROTO_SHARED)"
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/perf-matrix.XXXXXX")
+
+# Every process this script starts is in PIDS and is killed on any exit.
+PIDS=()
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# --- build -----------------------------------------------------------------------------------
+echo "building: iproto (release), the lean yardstick, go-iproto's peers" >&2
+cargo build --release -q -p mr-iproto-cli --manifest-path "$ROOT/Cargo.toml"
+IPROTO="$TARGET/release/iproto"
+
+# The shared copy is read-only: build the yardstick from a copy of its own (outside our workspace).
+LEAN="$TARGET/ceiling"
+if [ ! -f "$LEAN/Cargo.toml" ] || ! diff -rq "$SHARED/ceiling/src" "$LEAN/src" >/dev/null 2>&1; then
+    rm -rf "$LEAN"
+    mkdir -p "$LEAN"
+    cp -R "$SHARED/ceiling/." "$LEAN/"
+    chmod -R u+w "$LEAN"
+    printf '\n[workspace]\n' >>"$LEAN/Cargo.toml"
+    cp "$ROOT/Cargo.lock" "$LEAN/Cargo.lock" # the same crate versions as ours, no new downloads
+fi
+CARGO_TARGET_DIR="$LEAN/target" cargo build --release -q --manifest-path "$LEAN/Cargo.toml"
+RAW_SERVER="$LEAN/target/release/raw-server"
+RAW_BENCH="$LEAN/target/release/raw-bench"
+
+GO_BIN="$TARGET/go-peers/bin"
+if [ "$WITH_GO" = 1 ]; then
+    if [ -x "$GO_BIN/go-bench" ] && [ -x "$GO_BIN/go-echo-server" ]; then
+        :
+    elif command -v go >/dev/null; then
+        PEERS_WORK="$TARGET/go-peers" "$SHARED/peers/go/build.sh" "$GO_BIN" 2>"$WORK/go-build.log" ||
+            { cat "$WORK/go-build.log" >&2; die "building go-iproto's peers failed"; }
+    else
+        echo "perf-matrix: no 'go' (apt: golang-go golang-golang-x-time-dev): go-iproto left out" >&2
+        WITH_GO=0
+    fi
+fi
+
+# --- servers ---------------------------------------------------------------------------------
+declare -A SPID SADDR
+# start_server KEY STREAM CMD...: runs CMD, waits (bounded) for `listening on ADDR` on STREAM.
+start_server() {
+    local key=$1 stream=$2 log="$WORK/$1.listen" pid addr="" i
+    shift 2
+    if [ "$stream" = stdout ]; then
+        "$@" >"$log" 2>"$WORK/$key.log" &
+    else
+        "$@" 2>"$log" >/dev/null &
+    fi
+    pid=$!
+    PIDS+=("$pid")
+    for i in $(seq 200); do
+        addr=$(sed -n 's/^listening on //p' "$log" | head -n1)
+        [ -n "$addr" ] && break
+        kill -0 "$pid" 2>/dev/null || die "server $key exited: $(cat "$log" "$WORK/$key.log" 2>/dev/null)"
+        sleep 0.05
+    done
+    [ -n "$addr" ] || die "server $key did not print 'listening on ADDR' within 10 s"
+    SPID[$key]=$pid
+    SADDR[$key]=$addr
+}
+
+start_server lean stderr "$RAW_SERVER" --addr 127.0.0.1:0
+if [ -n "$ADDR" ]; then
+    SADDR[addr]=$ADDR
+    SPID[addr]=$ADDR_PID
+    PAIRS="ours:addr lean:addr lean:lean"
+    [ "$WITH_GO" = 1 ] && PAIRS="$PAIRS go:addr"
+else
+    start_server ours stdout "$IPROTO" serve 127.0.0.1:0 --echo
+    PAIRS="ours:ours lean:lean lean:ours ours:lean"
+    if [ "$WITH_GO" = 1 ]; then
+        start_server go stdout "$GO_BIN/go-echo-server" -addr 127.0.0.1:0
+        PAIRS="$PAIRS go:go"
+    fi
+fi
+
+# --- one measurement -------------------------------------------------------------------------
+# CPU time in clock ticks, read without forking (a fork would count as a reaped child):
+# proc_cpu PID -> utime+stime of PID; children_cpu -> cutime+cstime of this shell.
+CPU=0
+proc_cpu() {
+    local line
+    read -r line <"/proc/$1/stat" || { CPU=0; return; }
+    line=${line##*) }
+    # shellcheck disable=SC2086
+    set -- $line
+    CPU=$((${12} + ${13}))
+}
+children_cpu() {
+    local line
+    read -r line <"/proc/$$/stat"
+    line=${line##*) }
+    # shellcheck disable=SC2086
+    set -- $line
+    CPU=$((${14} + ${15}))
+}
+
+# json FILE KEY: the number KEY in the one-line JSON report FILE.
+json() { sed -n "s/.*\"$2\":\([0-9.eE+-]*\).*/\1/p" "$1" | head -n1; }
+
+TICK=$(getconf CLK_TCK)
+RESULTS="$WORK/results"
+: >"$RESULTS"
+
+# measure CELL CLIENT SERVER ROUND: one bench run, appended to $RESULTS.
+measure() {
+    local cell=$1 client=$2 server=$3 round=$4
+    local conns=${cell%x*} callers=${cell#*x} addr=${SADDR[$server]} spid=${SPID[$server]}
+    local out="$WORK/run.json" err="$WORK/run.err" rc=0 cmd
+    case "$client" in
+        ours) cmd=("$IPROTO" bench "$addr" --conns "$conns" --concurrency "$callers" --size "$SIZE"
+            --duration "$DURATION" --json) ;;
+        lean) cmd=("$RAW_BENCH" --addr "$addr" --conns "$conns" --concurrency "$callers" --size "$SIZE"
+            --duration "$DURATION") ;;
+        go) cmd=("$GO_BIN/go-bench" -addr "$addr" -conns "$conns" -concurrency "$callers" -size "$SIZE"
+            -duration "$DURATION") ;;
+    esac
+    local c0 c1 s0=0 s1=0
+    [ -n "$spid" ] && { proc_cpu "$spid"; s0=$CPU; }
+    children_cpu; c0=$CPU
+    "${cmd[@]}" >"$out" 2>"$err" &
+    local cpid=$!
+    PIDS+=("$cpid")
+    wait "$cpid" || rc=$?
+    children_cpu; c1=$CPU
+    [ -n "$spid" ] && { proc_cpu "$spid"; s1=$CPU; }
+    unset 'PIDS[-1]'
+    if [ -n "$spid" ] && ! kill -0 "$spid" 2>/dev/null; then die "server $server died; its log: $(cat "$WORK/$server.log" 2>/dev/null)"; fi
+    local calls cps p50 p99 errors
+    calls=$(json "$out" calls)
+    cps=$(json "$out" calls_per_sec)
+    p50=$(json "$out" p50_us)
+    p99=$(json "$out" p99_us)
+    errors=$(json "$out" errors)
+    if [ -z "$calls" ] || [ -z "$cps" ]; then
+        die "$client -> $server ($cell) printed no report (exit $rc): $(head -c 2000 "$err")"
+    fi
+    [ "$rc" = 0 ] || [ "${errors:-0}" != 0 ] || echo "perf-matrix: $client -> $server ($cell) exited $rc" >&2
+    local sus="-"
+    [ -n "$spid" ] && sus=$(awk -v t=$((s1 - s0)) -v hz="$TICK" -v n="$calls" 'BEGIN { printf "%.2f", n ? t / hz * 1e6 / n : 0 }')
+    local cus
+    cus=$(awk -v t=$((c1 - c0)) -v hz="$TICK" -v n="$calls" 'BEGIN { printf "%.2f", n ? t / hz * 1e6 / n : 0 }')
+    echo "$cell $client $server $round $cps $p50 $p99 ${errors:-0} $cus $sus" >>"$RESULTS"
+    printf '  round %s  %-6s %-5s -> %-5s %12.0f calls/s  p99 %8s us  errors %s\n' \
+        "$round" "$cell" "$client" "$server" "$cps" "$p99" "${errors:-0}" >&2
+}
+
+# --- the rounds ------------------------------------------------------------------------------
+read -r -a pair_list <<<"$PAIRS"
+echo "measuring: $ROUNDS rounds x cells [$CELLS] x pairs [$PAIRS], ${DURATION}s each" >&2
+for round in $(seq "$ROUNDS"); do
+    for cell in $CELLS; do
+        n=${#pair_list[@]}
+        for i in $(seq 0 $((n - 1))); do
+            pair=${pair_list[$(((i + round - 1) % n))]}
+            measure "$cell" "${pair%%:*}" "${pair#*:}" "$round"
+        done
+    done
+done
+
+# --- the table -------------------------------------------------------------------------------
+echo
+echo "perf-matrix: $(date -u +'%Y-%m-%d %H:%M UTC'), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)," \
+    "$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?'), ${SIZE}-byte echo," \
+    "medians of $ROUNDS interleaved ${DURATION}s rounds"
+echo "pairs are client -> server; ours = iproto bench / iproto serve --echo; lean = shared/ceiling raw-bench / raw-server;"
+echo "go = go-iproto's go-bench / go-echo-server${ADDR:+; addr = $ADDR}. CPU is us per call. Compare ratios within this run only."
+echo
+awk -v cells="$CELLS" -v pairs="$PAIRS" -v mode="${ADDR:+addr}" '
+function median(key,    n, i, j, t, v) {
+    n = split(vals[key], v, " ")
+    for (i = 2; i <= n; i++) { t = v[i]; for (j = i - 1; j >= 1 && v[j] + 0 > t + 0; j--) v[j + 1] = v[j]; v[j + 1] = t }
+    if (n == 0 || v[1] == "-") return "-"
+    return n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
+}
+function add(key, x) { vals[key] = (key in vals) ? vals[key] " " x : x }
+function k(s) { return s >= 1e6 ? sprintf("%.2fM", s / 1e6) : s >= 1e4 ? sprintf("%.0fk", s / 1e3) : sprintf("%.1fk", s / 1e3) }
+function ratio(a, b) { return (a == "-" || b == "-" || b == 0) ? "-" : sprintf("%.2f", a / b) }
+function get(c, p, f) { return ((c SUBSEP p SUBSEP f) in vals) ? median(c SUBSEP p SUBSEP f) : "-" }
+function us(c, p, f,    v) { v = get(c, p, f); return v == "-" ? v : sprintf("%.0f", v) }
+function cpu(c, p, f,    v) { v = get(c, p, f); return v == "-" ? v : sprintf("%.2f", v) }
+function rate(c, p,    v) { v = get(c, p, "cps"); return v == "-" ? "-" : k(v) }
+function spread(c, p,    n, i, v, lo, hi, m) {
+    n = split(vals[c SUBSEP p SUBSEP "cps"], v, " "); lo = hi = v[1]
+    for (i = 2; i <= n; i++) { if (v[i] + 0 < lo + 0) lo = v[i]; if (v[i] + 0 > hi + 0) hi = v[i] }
+    m = median(c SUBSEP p SUBSEP "cps"); return m > 0 ? sprintf("%.0f%%", (hi - lo) / m * 100) : "-"
+}
+{
+    p = $2 ":" $3
+    add($1 SUBSEP p SUBSEP "cps", $5); add($1 SUBSEP p SUBSEP "p50", $6); add($1 SUBSEP p SUBSEP "p99", $7)
+    add($1 SUBSEP p SUBSEP "err", $8); add($1 SUBSEP p SUBSEP "ccpu", $9); add($1 SUBSEP p SUBSEP "scpu", $10)
+    errs[$1 SUBSEP p] += $8
+}
+END {
+    nc = split(cells, C, " "); np = split(pairs, P, " ")
+    if (mode == "addr") {
+        print "| conns x callers | ours -> addr | lean -> addr | go -> addr | lean -> lean | ours->addr / lean | addr / lean (lean client) | p99 ours->addr / lean->addr / lean |"
+        print "|---|---|---|---|---|---|---|---|"
+        for (i = 1; i <= nc; i++) {
+            c = C[i]
+            printf "| %s | %s | %s | %s | %s | %s | %s | %s / %s / %s us |\n", c, rate(c, "ours:addr"), rate(c, "lean:addr"),
+                rate(c, "go:addr"), rate(c, "lean:lean"), ratio(get(c, "ours:addr", "cps"), get(c, "lean:lean", "cps")),
+                ratio(get(c, "lean:addr", "cps"), get(c, "lean:lean", "cps")),
+                us(c, "ours:addr", "p99"), us(c, "lean:addr", "p99"), us(c, "lean:lean", "p99")
+        }
+    } else {
+        print "| conns x callers | ours | lean | go-iproto | ours / lean | go / lean | p99 ours / lean / go | p99 ours / lean |"
+        print "|---|---|---|---|---|---|---|---|"
+        for (i = 1; i <= nc; i++) {
+            c = C[i]
+            printf "| %s | %s | %s | %s | %s | %s | %s / %s / %s us | %s |\n", c, rate(c, "ours:ours"), rate(c, "lean:lean"),
+                rate(c, "go:go"), ratio(get(c, "ours:ours", "cps"), get(c, "lean:lean", "cps")),
+                ratio(get(c, "go:go", "cps"), get(c, "lean:lean", "cps")),
+                us(c, "ours:ours", "p99"), us(c, "lean:lean", "p99"), us(c, "go:go", "p99"),
+                ratio(get(c, "ours:ours", "p99"), get(c, "lean:lean", "p99"))
+        }
+        print ""
+        print "Each side on its own, against the lean peer:"
+        print ""
+        print "| conns x callers | lean -> ours (our server) | ours -> lean (our client) | lean -> lean | our server / lean | our client / lean | p99 lean->ours / ours->lean |"
+        print "|---|---|---|---|---|---|---|"
+        for (i = 1; i <= nc; i++) {
+            c = C[i]; ll = get(c, "lean:lean", "cps")
+            printf "| %s | %s | %s | %s | %s | %s | %s / %s us |\n", c, rate(c, "lean:ours"), rate(c, "ours:lean"), rate(c, "lean:lean"),
+                ratio(get(c, "lean:ours", "cps"), ll), ratio(get(c, "ours:lean", "cps"), ll),
+                us(c, "lean:ours", "p99"), us(c, "ours:lean", "p99")
+        }
+    }
+    print ""
+    print "Every pair (medians; spread = (max - min) / median of calls/s over the rounds):"
+    print ""
+    print "| conns x callers | client -> server | calls/s | spread | p50 us | p99 us | errors (sum) | client CPU us/call | server CPU us/call |"
+    print "|---|---|---|---|---|---|---|---|---|"
+    for (i = 1; i <= nc; i++) for (j = 1; j <= np; j++) {
+        c = C[i]; p = P[j]; if (!((c SUBSEP p SUBSEP "cps") in vals)) continue
+        split(p, s, ":")
+        printf "| %s | %s -> %s | %s | %s | %s | %s | %d | %s | %s |\n", c, s[1], s[2], rate(c, p), spread(c, p),
+            us(c, p, "p50"), us(c, p, "p99"), errs[c SUBSEP p], cpu(c, p, "ccpu"), cpu(c, p, "scpu")
+    }
+}' "$RESULTS"
