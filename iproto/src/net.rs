@@ -65,14 +65,62 @@ impl Endpoint {
     }
 }
 
-/// A connected stream of either kind.
-#[derive(Debug)]
+/// A connected stream a channel runs on. TCP and Unix sockets are split into owned halves,
+/// and the channel's reader may write replies to them itself; any other [`Transport`] (TLS,
+/// in-memory duplexes) runs behind tokio's `split`, all writes going through the writer task,
+/// which flushes. `From` impls make every kind a `Stream`, so [`Channel::new`](crate::Channel::new)
+/// takes them all.
 pub enum Stream {
     /// TCP.
     Tcp(tokio::net::TcpStream),
     /// Unix socket.
     #[cfg(unix)]
     Unix(tokio::net::UnixStream),
+    /// Any other transport.
+    Other(Box<dyn Transport>),
+}
+
+impl Stream {
+    /// Wraps any other transport, e.g. a TLS stream.
+    pub fn other<T: Transport>(io: T) -> Stream {
+        Stream::Other(Box::new(io))
+    }
+}
+
+impl fmt::Debug for Stream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Stream::Tcp(s) => f.debug_tuple("Tcp").field(s).finish(),
+            #[cfg(unix)]
+            Stream::Unix(s) => f.debug_tuple("Unix").field(s).finish(),
+            Stream::Other(_) => f.write_str("Other(..)"),
+        }
+    }
+}
+
+impl From<tokio::net::TcpStream> for Stream {
+    fn from(s: tokio::net::TcpStream) -> Stream {
+        Stream::Tcp(s)
+    }
+}
+
+#[cfg(unix)]
+impl From<tokio::net::UnixStream> for Stream {
+    fn from(s: tokio::net::UnixStream) -> Stream {
+        Stream::Unix(s)
+    }
+}
+
+impl From<tokio::io::DuplexStream> for Stream {
+    fn from(s: tokio::io::DuplexStream) -> Stream {
+        Stream::other(s)
+    }
+}
+
+impl From<Box<dyn Transport>> for Stream {
+    fn from(s: Box<dyn Transport>) -> Stream {
+        Stream::Other(s)
+    }
 }
 
 /// Connects to `addr` (`host:port` or `unix:/path`), setting TCP_NODELAY on TCP streams when

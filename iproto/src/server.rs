@@ -91,7 +91,7 @@ impl Default for ServerConfig {
 
 impl ServerConfig {
     /// Sets the accept hook: gets the accepted stream and the channel config (handler set),
-    /// returns the channel, e.g. `Channel::new(tls_stream, config)`.
+    /// returns the channel, e.g. `Channel::new(Stream::other(tls_stream), config)`.
     pub fn on_accept<F, Fut>(mut self, hook: F) -> Self
     where
         F: Fn(Stream, ChannelConfig) -> Fut + Send + Sync + 'static,

@@ -150,11 +150,6 @@ impl ChannelConfig {
         self.handler.is_some()
     }
 
-    /// `(write_queue, write_buffer_size)` for the outbox.
-    pub(crate) fn queue_limits(&self) -> (usize, usize) {
-        (self.write_queue, self.write_buffer_size)
-    }
-
     pub(crate) fn effective_ping(&self) -> Option<Duration> {
         self.ping_interval.filter(|d| !self.disable_ping && !d.is_zero())
     }

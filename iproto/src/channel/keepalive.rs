@@ -4,9 +4,9 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
+use super::outbox::Wait;
+use super::shared::Shared;
 use super::stats::Counters;
-use super::writer::Wait;
-use super::Shared;
 use crate::wire::MSG_PING;
 use crate::Error;
 
@@ -64,7 +64,7 @@ async fn tick(shared: &Shared, interval: std::time::Duration, now: Instant) -> R
         None => {
             Counters::inc(&shared.stats.callers.notices);
             let deadline = Instant::now() + shared.config.notice_timeout;
-            if let Err(e) = shared.enqueue(MSG_PING, 0, &[], Wait::Until(deadline)).await {
+            if let Err(e) = shared.outbox.enqueue(MSG_PING, 0, &[], Wait::Until(deadline)).await {
                 tracing::debug!(error = %e, "could not send a ping");
             }
             Ok(())

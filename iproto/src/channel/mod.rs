@@ -19,29 +19,28 @@
 //! # Ok(()) }
 //! ```
 
+mod call;
 mod config;
 pub(crate) mod direct;
 pub(crate) mod handler;
 mod keepalive;
+mod outbox;
 pub(crate) mod pending;
 mod reader;
+mod shared;
 mod shutdown;
 mod stats;
 mod sweep;
 mod writer;
 
-use std::any::Any;
 use std::future::Future;
-use std::ops::{Deref, DerefMut};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed, Ordering::SeqCst};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::atomic::Ordering::SeqCst;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{oneshot, watch, Notify, Semaphore};
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 pub use config::{BoxHandler, CallOptions, ChannelConfig};
@@ -49,10 +48,10 @@ pub use handler::Handler;
 pub use stats::ChannelStats;
 
 use crate::net::{self, Addr, Stream, Transport};
-use crate::wire::{encode_packet, Packet, HEADER_LEN, MSG_PING, MSG_RESERVED_MIN};
+use crate::wire::{Packet, MSG_PING};
 use crate::Error;
-use pending::{key, Pending};
-use writer::{Outbox, Wait};
+use outbox::Wait;
+use shared::{Shared, State};
 
 /// Sends requests and notifications: implemented by [`Channel`] and by
 /// `Pool`, so typed clients work over either (go-iproto's `Sender`).
@@ -81,152 +80,6 @@ pub trait Sender: Send + Sync {
         opts: CallOptions,
     ) -> impl Future<Output = Result<Bytes, Error>> + Send {
         async move { self.call_with(msg, &body, opts).await }
-    }
-}
-
-/// Life-cycle state, published through a watch channel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum State {
-    Open,
-    Stopping,
-    Closed,
-}
-
-/// The pending calls and the outgoing queue under one lock: a call registers itself and
-/// queues its packet with one lock, not two (the lean yardstick takes one per call).
-#[derive(Default)]
-pub(crate) struct Book {
-    pending: Pending,
-    out: Outbox,
-    /// Calls registered; counted here, under the lock every call takes anyway, instead of
-    /// in a counter that the threads making calls would bounce between them.
-    calls: u64,
-}
-
-/// The [`Book`] lock and the copy of the outbox's packet count the pool reads without it,
-/// on the same cache line: both change on every call.
-#[repr(C)]
-struct BookLock {
-    open_batch: AtomicUsize,
-    book: Mutex<Book>,
-}
-
-/// The pending table behind the [`Book`] lock.
-pub(crate) struct PendingRef<'a>(MutexGuard<'a, Book>);
-
-impl Deref for PendingRef<'_> {
-    type Target = Pending;
-    fn deref(&self) -> &Pending {
-        &self.0.pending
-    }
-}
-
-impl DerefMut for PendingRef<'_> {
-    fn deref_mut(&mut self) -> &mut Pending {
-        &mut self.0.pending
-    }
-}
-
-/// Everything the handle and the tasks share.
-pub(crate) struct Shared {
-    config: ChannelConfig,
-    book: BookLock,
-    wake_writer: Notify,
-    room: Notify,
-    /// Fired on every life-cycle event: pending calls emptied, peer shutdown, reader or
-    /// writer done, dropped.
-    changed: Notify,
-    stopped: AtomicBool,
-    hijacking: AtomicBool,
-    dropped: AtomicBool,
-    peer_shutdown: AtomicBool,
-    reader_done: AtomicBool,
-    writer_stop: AtomicBool,
-    reason: OnceLock<Arc<Error>>,
-    cancel: CancellationToken,
-    state: watch::Sender<State>,
-    handler_slots: Arc<Semaphore>,
-    stats: stats::Counters,
-    ping_sent: Mutex<Option<Instant>>,
-    base: Instant,
-    last_read_nanos: AtomicU64,
-    handles: AtomicUsize,
-    hijack_slot: Mutex<Option<(Box<dyn Transport>, Bytes)>>,
-    peer: Option<Addr>,
-    local: Option<Addr>,
-}
-
-impl Shared {
-    fn book(&self) -> MutexGuard<'_, Book> {
-        self.book.book.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn pending(&self) -> PendingRef<'_> {
-        PendingRef(self.book())
-    }
-
-    fn is_stopped(&self) -> bool {
-        self.stopped.load(SeqCst)
-    }
-
-    /// Records that a complete packet arrived (idle timer).
-    fn touch(&self) {
-        let nanos = u64::try_from(self.base.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        self.last_read_nanos.store(nanos, SeqCst);
-    }
-
-    fn last_read(&self) -> Instant {
-        self.base + Duration::from_nanos(self.last_read_nanos.load(SeqCst))
-    }
-
-    /// Marks the channel stopped; returns false if it already was.
-    fn begin_stop(&self) -> bool {
-        if self.stopped.swap(true, SeqCst) {
-            return false;
-        }
-        self.state.send_if_modified(|s| {
-            let open = *s == State::Open;
-            if open {
-                *s = State::Stopping;
-            }
-            open
-        });
-        true
-    }
-
-    /// A fatal error: recorded (first one only) and the connection dropped (C-30).
-    fn fail(&self, error: Error) {
-        if !self.dropped.load(SeqCst) {
-            tracing::warn!(error = %error, "iproto channel failed");
-        }
-        self.close_with(Some(error));
-    }
-
-    /// Drops the connection at once (go-iproto's `Drop`): fails every pending call with
-    /// [`Error::Dropped`] and stops the tasks. Idempotent.
-    fn close_with(&self, reason: Option<Error>) {
-        if self.dropped.swap(true, SeqCst) {
-            return;
-        }
-        let reason = reason.map(|e| self.reason.get_or_init(|| Arc::new(e)).clone());
-        self.begin_stop();
-        self.close_outbox();
-        self.cancel.cancel();
-        let calls = self.pending().drain();
-        for tx in calls {
-            let _ = tx.send(Err(Error::Dropped(reason.clone())));
-        }
-        self.changed.notify_waiters();
-    }
-
-    /// A 0xff01 arrived (W-19).
-    fn peer_shutdown_received(self: &Arc<Self>) {
-        self.peer_shutdown.store(true, SeqCst);
-        self.changed.notify_waiters();
-        if self.begin_stop() {
-            tracing::debug!("peer started a graceful shutdown");
-            tokio::spawn(shutdown::run(self.clone()).in_current_span());
-        }
     }
 }
 
@@ -285,188 +138,47 @@ impl Channel {
         Ok(Channel::from_stream(stream, config))
     }
 
-    /// Starts a channel on a connected stream from [`net::connect`] or an accept loop.
+    /// Starts a channel on a connected stream from [`net::connect`] or an accept loop; the
+    /// same as [`new`](Self::new).
     pub fn from_stream(stream: Stream, config: ChannelConfig) -> Channel {
-        match stream {
-            Stream::Tcp(s) => Channel::new(s, config),
-            #[cfg(unix)]
-            Stream::Unix(s) => Channel::new(s, config),
-        }
+        Channel::new(stream, config)
     }
 
-    /// Starts a channel on any transport: TCP, Unix sockets, TLS, in-memory duplex streams.
-    /// Must be called inside a tokio runtime.
-    pub fn new<T: Transport>(io: T, config: ChannelConfig) -> Channel {
-        let boxed: Box<dyn Any + Send> = Box::new(io);
-        let boxed = match boxed.downcast::<tokio::net::TcpStream>() {
-            Ok(tcp) => {
-                let tcp = *tcp;
+    /// Starts a channel on any transport: TCP and Unix sockets, in-memory duplex streams, or
+    /// any other [`Transport`] (TLS) wrapped with [`Stream::other`]. Must be called inside a
+    /// tokio runtime.
+    pub fn new(io: impl Into<Stream>, config: ChannelConfig) -> Channel {
+        match io.into() {
+            Stream::Tcp(tcp) => {
                 if config.nodelay {
                     let _ = tcp.set_nodelay(true);
                 }
                 let peer = tcp.peer_addr().ok().map(Addr::Tcp);
                 let local = tcp.local_addr().ok().map(Addr::Tcp);
                 let (r, w) = tcp.into_split();
-                return start(r, w, true, config, peer, local, |r, w| match r.reunite(w) {
+                start(r, w, true, Shared::new(config, peer, local), |r, w| match r.reunite(w) {
                     Ok(s) => Box::new(s),
                     Err(e) => Box::new(tokio::io::join(e.0, e.1)),
-                });
+                })
             }
-            Err(other) => other,
-        };
-        #[cfg(unix)]
-        let boxed = match boxed.downcast::<tokio::net::UnixStream>() {
-            Ok(unix) => {
-                let unix = *unix;
+            #[cfg(unix)]
+            Stream::Unix(unix) => {
                 let name = |a: std::io::Result<tokio::net::unix::SocketAddr>| {
                     a.ok().map(|a| Addr::Unix(a.as_pathname().map(|p| p.to_path_buf())))
                 };
                 let peer = name(unix.peer_addr());
                 let local = name(unix.local_addr());
                 let (r, w) = unix.into_split();
-                return start(r, w, true, config, peer, local, |r, w| match r.reunite(w) {
+                start(r, w, true, Shared::new(config, peer, local), |r, w| match r.reunite(w) {
                     Ok(s) => Box::new(s),
                     Err(e) => Box::new(tokio::io::join(e.0, e.1)),
-                });
+                })
             }
-            Err(other) => other,
-        };
-        match boxed.downcast::<T>() {
-            Ok(io) => {
-                let (r, w) = tokio::io::split(*io);
-                start(r, w, false, config, None, None, |r, w| Box::new(r.unsplit(w)))
-            }
-            Err(_) => unreachable!("the box holds a T"),
-        }
-    }
-
-    /// Sends a request and waits for its reply body, within the request timeout (C-22).
-    ///
-    /// Codes >= 0xff00 are refused with [`Error::ReservedCode`]; see
-    /// [`CallOptions::allow_reserved`].
-    pub fn call<'s, 'b>(
-        &'s self,
-        msg: u32,
-        body: &'b [u8],
-    ) -> impl Future<Output = Result<Bytes, Error>> + Send + use<'s, 'b> {
-        self.call_with(msg, body, CallOptions::default())
-    }
-
-    /// [`call`](Self::call) with per-call options (timeout override, reserved codes).
-    ///
-    /// Both return the call's own future, with no wrapper around it: a task making calls
-    /// holds one, and its size is what many concurrent callers keep in cache.
-    pub fn call_with<'s, 'b>(
-        &'s self,
-        msg: u32,
-        body: &'b [u8],
-        opts: CallOptions,
-    ) -> impl Future<Output = Result<Bytes, Error>> + Send + use<'s, 'b> {
-        self.call_inner(msg, body, opts)
-    }
-
-    /// Counts a call that ended with an error.
-    fn failed(&self, error: Error) -> Error {
-        stats::Counters::inc(&self.shared.stats.callers.canceled);
-        error
-    }
-
-    /// [`call_with`](Self::call_with) owning its body (see [`Sender::call_owned`]).
-    pub fn call_owned(
-        &self,
-        msg: u32,
-        body: Vec<u8>,
-        opts: CallOptions,
-    ) -> impl Future<Output = Result<Bytes, Error>> + Send + '_ {
-        self.call_inner(msg, body, opts)
-    }
-
-    /// The call, generic over how the body is held (borrowed or owned), so that either way it
-    /// is one future.
-    async fn call_inner<B: AsRef<[u8]> + Send>(&self, msg: u32, body: B, opts: CallOptions) -> Result<Bytes, Error> {
-        let s = &self.shared;
-        // Calls refused before registration are counted here; the others under the lock.
-        if msg >= MSG_RESERVED_MIN && !opts.allow_reserved {
-            stats::Counters::inc(&s.stats.callers.calls);
-            return Err(self.failed(Error::ReservedCode(msg)));
-        }
-        if let Err(e) = self.check_open() {
-            stats::Counters::inc(&s.stats.callers.calls);
-            return Err(self.failed(e));
-        }
-        let deadline = Instant::now() + opts.timeout.unwrap_or(s.config.request_timeout);
-        let (tx, rx) = oneshot::channel();
-        // The default timeout is enforced by the sweep; a per-call one by its own timer.
-        let swept = opts.timeout.is_none();
-        // Register and, when the queue has room, queue the packet under one lock.
-        let (sync, spawn_sweep, queued) = {
-            let mut book = s.book();
-            let (sync, spawn_sweep) = book.pending.insert(msg, tx, swept.then_some(deadline));
-            // The body is borrowed afresh at each use: a slice kept in a local would be stored
-            // in the future next to the body.
-            let bytes = body.as_ref();
-            let queued = if bytes.len() > u32::MAX as usize {
-                Err(Error::BodyTooLarge(bytes.len()))
-            } else {
-                let pushed = s.push_locked(&mut book, 1, HEADER_LEN + bytes.len(), |buf| {
-                    buf.reserve(HEADER_LEN + bytes.len());
-                    encode_packet(buf, msg, sync, bytes).map_err(Error::from)
-                });
-                book.calls += 1;
-                pushed
-            };
-            (sync, spawn_sweep, queued)
-        };
-        if spawn_sweep {
-            tokio::spawn(sweep::run(s.clone()));
-        }
-        let mut guard = PendingGuard { shared: s, key: key(msg, sync), sent: false };
-        let wait_for_room = match queued {
-            Ok(true) => {
-                s.wake_writer.notify_one();
-                false
-            }
-            Ok(false) => true,
-            Err(e) => {
-                stats::Counters::inc(&s.stats.callers.packets_dropped);
-                return Err(self.failed(e));
-            }
-        };
-        if wait_for_room {
-            if let Err(e) = s.enqueue(msg, sync, body.as_ref(), Wait::Until(deadline)).await {
-                stats::Counters::inc(&s.stats.callers.packets_dropped);
-                return Err(self.failed(e));
+            Stream::Other(io) => {
+                let (r, w) = tokio::io::split(io);
+                start(r, w, false, Shared::new(config, None, None), |r, w| Box::new(r.unsplit(w)))
             }
         }
-        guard.sent = true;
-        // A per-call timeout's timer is boxed: most calls use the default timeout (the sweep),
-        // and the timer would otherwise make every call's future bigger.
-        let reply = if swept { Ok(rx.await) } else { Box::pin(tokio::time::timeout_at(deadline, rx)).await };
-        match reply {
-            Ok(Ok(reply)) => {
-                guard.disarm();
-                reply.map_err(|e| self.failed(e))
-            }
-            Ok(Err(_)) => {
-                guard.disarm();
-                Err(self.failed(Error::Dropped(s.reason.get().cloned())))
-            }
-            Err(_) => Err(self.failed(Error::Timeout)),
-        }
-    }
-
-    /// Sends a notification: sync 0, no reply (C-23). Success means queued, not delivered.
-    pub async fn notify(&self, msg: u32, body: &[u8]) -> Result<(), Error> {
-        let s = &self.shared;
-        stats::Counters::inc(&s.stats.callers.notices);
-        if msg >= MSG_RESERVED_MIN {
-            return Err(Error::ReservedCode(msg));
-        }
-        self.check_open()?;
-        let deadline = Instant::now() + s.config.notice_timeout;
-        s.enqueue(msg, 0, body, Wait::Until(deadline)).await.inspect_err(|_| {
-            stats::Counters::inc(&s.stats.callers.packets_dropped);
-        })
     }
 
     /// Sends a packet as is: any code, works during shutdown (C-24). Used for replies sent
@@ -474,7 +186,7 @@ impl Channel {
     /// (fixes C-24's silent loss).
     pub async fn send(&self, packet: Packet) -> Result<(), Error> {
         let h = packet.header;
-        self.shared.enqueue(h.msg, h.sync, &packet.body, Wait::Forever).await
+        self.shared.outbox.enqueue(h.msg, h.sync, &packet.body, Wait::Forever).await
     }
 
     /// Sends a ping (0xff00) as a call and returns the round-trip time.
@@ -532,7 +244,7 @@ impl Channel {
     /// Packets queued for the writer and not yet taken by it: a batch that the next write
     /// will carry. Read without a lock, so only a hint.
     pub(crate) fn open_batch(&self) -> usize {
-        self.shared.book.open_batch.load(Relaxed)
+        self.shared.outbox.open_batch()
     }
 
     /// Whether the channel takes no new calls (shutdown started, hijacked or closed).
@@ -548,7 +260,7 @@ impl Channel {
     /// A snapshot of the counters.
     pub fn stats(&self) -> ChannelStats {
         let (pending, calls) = {
-            let book = self.shared.book();
+            let book = self.shared.outbox.book();
             (book.pending.len() as u64, book.calls)
         };
         let mut stats = self.shared.stats.snapshot(pending);
@@ -617,81 +329,14 @@ impl Sender for Channel {
     }
 }
 
-/// Removes a call's pending entry when the call gives up (timeout or cancellation), so that
-/// nothing leaks and a late reply is recognised.
-struct PendingGuard<'a> {
-    shared: &'a Shared,
-    key: u64,
-    sent: bool,
-}
-
-impl PendingGuard<'_> {
-    fn disarm(&mut self) {
-        self.key = u64::MAX;
-    }
-}
-
-impl Drop for PendingGuard<'_> {
-    fn drop(&mut self) {
-        if self.key == u64::MAX {
-            return;
-        }
-        let empty = {
-            let mut pending = self.shared.pending();
-            if self.sent {
-                pending.abandon(self.key);
-            } else {
-                pending.cancel(self.key);
-            }
-            pending.is_empty()
-        };
-        if empty {
-            self.shared.changed.notify_waiters();
-        }
-    }
-}
-
-/// Builds the shared state and spawns the tasks over the two halves of a transport.
+/// Spawns the tasks over the two halves of a transport.
 /// `socket`: the write half needs no flush, so the reader may write replies itself.
-fn start<R, W>(
-    r: R,
-    w: W,
-    socket: bool,
-    config: ChannelConfig,
-    peer: Option<Addr>,
-    local: Option<Addr>,
-    reunite: fn(R, W) -> Box<dyn Transport>,
-) -> Channel
+fn start<R, W>(r: R, w: W, socket: bool, shared: Shared, reunite: fn(R, W) -> Box<dyn Transport>) -> Channel
 where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
-    let slots = config.max_concurrent_requests.clamp(1, Semaphore::MAX_PERMITS);
-    let shared = Arc::new(Shared {
-        book: BookLock { open_batch: AtomicUsize::new(0), book: Mutex::new(Book::default()) },
-        wake_writer: Notify::new(),
-        room: Notify::new(),
-        changed: Notify::new(),
-        stopped: AtomicBool::new(false),
-        hijacking: AtomicBool::new(false),
-        dropped: AtomicBool::new(false),
-        peer_shutdown: AtomicBool::new(false),
-        reader_done: AtomicBool::new(false),
-        writer_stop: AtomicBool::new(false),
-        reason: OnceLock::new(),
-        cancel: CancellationToken::new(),
-        state: watch::Sender::new(State::Open),
-        handler_slots: Arc::new(Semaphore::new(slots)),
-        stats: stats::Counters::default(),
-        ping_sent: Mutex::new(None),
-        base: Instant::now(),
-        last_read_nanos: AtomicU64::new(0),
-        handles: AtomicUsize::new(0),
-        hijack_slot: Mutex::new(None),
-        peer,
-        local,
-        config,
-    });
+    let shared = Arc::new(shared);
     // Count the first handle before any task runs: a handler's temporary handle dropped
     // earlier would otherwise take the count from 1 to 0 and close the channel.
     let channel = Channel::from_shared(shared.clone());

@@ -15,10 +15,12 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::codec::Decoder;
 
+use super::outbox::Wait;
 use super::pending::key;
+use super::shared::Shared;
 use super::stats::Counters;
-use super::writer::{DirectWrite, Wait};
-use super::{Channel, Shared};
+use super::writer::DirectWrite;
+use super::{shutdown, Channel};
 use crate::wire::{self, Packet, PacketCodec, MSG_PING, MSG_SHUTDOWN};
 use crate::Error;
 
@@ -95,7 +97,7 @@ pub(crate) async fn run<R: AsyncRead + Unpin>(
                 if !buf.is_empty() {
                     return Err(Error::from(wire::truncated(&buf)));
                 }
-                let pending = shared.pending().len();
+                let pending = shared.outbox.pending().len();
                 return if pending > 0 { Err(Error::PeerClosed { pending }) } else { Ok(()) };
             }
             shared.stats.reader.bytes_received.fetch_add(n as u64, Relaxed);
@@ -117,7 +119,7 @@ pub(crate) async fn run<R: AsyncRead + Unpin>(
 async fn process(shared: &Arc<Shared>, batch: &mut Batch, hijacked: &mut BytesMut) {
     let mut late = 0u64;
     let emptied = {
-        let mut pending = shared.pending();
+        let mut pending = shared.outbox.pending();
         let had_calls = !pending.is_empty();
         for packet in batch.packets.drain(..) {
             let k = key(packet.header.msg, packet.header.sync);
@@ -163,12 +165,12 @@ async fn flush_replies(shared: &Shared, batch: &mut Batch) {
     }
     let count = std::mem::take(&mut batch.reply_count);
     if let Some(io) = &batch.direct {
-        if shared.write_direct(io.as_ref(), &batch.replies, count) {
+        if shared.outbox.write_direct(&batch.replies, count, &shared.stats, |b| io.try_write(b)) {
             batch.replies.clear();
             return;
         }
     }
-    if let Err(e) = shared.enqueue_encoded(&batch.replies, count).await {
+    if let Err(e) = shared.outbox.enqueue_encoded(&batch.replies, count).await {
         tracing::debug!(error = %e, "could not send replies");
     }
     batch.replies.clear();
@@ -255,7 +257,7 @@ async fn dispatch(shared: &Arc<Shared>, slow: Slow, batch: &mut Batch) {
         Slow::Control(_) => {
             // Replies to earlier requests go out before our own 0xff01.
             flush_replies(shared, batch).await;
-            shared.peer_shutdown_received()
+            shutdown::peer_started(shared)
         }
         Slow::Finish { msg, sync, result } => finish(shared, msg, sync, result).await,
         Slow::Request { work, msg, sync, .. } if shared.config.inline_handlers => {
@@ -297,7 +299,7 @@ async fn answer_ping(shared: &Arc<Shared>, sync: u32) {
     if was_waiting && sync == 0 {
         return;
     }
-    if let Err(e) = shared.enqueue(MSG_PING, sync, &[], Wait::Forever).await {
+    if let Err(e) = shared.outbox.enqueue(MSG_PING, sync, &[], Wait::Forever).await {
         tracing::debug!(error = %e, "could not answer a ping");
     }
 }
@@ -306,7 +308,7 @@ async fn answer_ping(shared: &Arc<Shared>, sync: u32) {
 async fn finish(shared: &Shared, msg: u32, sync: u32, result: std::thread::Result<Option<Bytes>>) {
     match result {
         Ok(Some(body)) => {
-            if let Err(e) = shared.enqueue(msg, sync, &body, Wait::Forever).await {
+            if let Err(e) = shared.outbox.enqueue(msg, sync, &body, Wait::Forever).await {
                 tracing::debug!(msg, sync, error = %e, "could not send a reply");
             }
         }

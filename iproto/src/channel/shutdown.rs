@@ -8,8 +8,10 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::writer::Wait;
-use super::Shared;
+use tracing::Instrument;
+
+use super::outbox::Wait;
+use super::shared::Shared;
 use crate::wire::MSG_SHUTDOWN;
 
 /// Waits until `cond` holds, re-checking each time `notify` fires.
@@ -22,6 +24,16 @@ pub(crate) async fn wait_for(notify: &Notify, mut cond: impl FnMut() -> bool) {
             return;
         }
         changed.await;
+    }
+}
+
+/// A 0xff01 arrived (W-19): the peer is shutting down, so we do too.
+pub(crate) fn peer_started(shared: &Arc<Shared>) {
+    shared.peer_shutdown.store(true, SeqCst);
+    shared.changed.notify_waiters();
+    if shared.begin_stop() {
+        tracing::debug!("peer started a graceful shutdown");
+        tokio::spawn(run(shared.clone()).in_current_span());
     }
 }
 
@@ -38,7 +50,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
 
 async fn graceful(shared: &Shared, deadline: Instant) {
     // W-18 step 4: our own calls finish (replies, timeouts or cancellation).
-    wait_for(&shared.changed, || shared.pending().is_empty()).await;
+    wait_for(&shared.changed, || shared.outbox.pending().is_empty()).await;
     // Requests we are serving finish and their replies are queued.
     let max = u32::try_from(shared.config.max_concurrent_requests.max(1)).unwrap_or(u32::MAX);
     drop(shared.handler_slots.acquire_many(max).await);
@@ -48,7 +60,7 @@ async fn graceful(shared: &Shared, deadline: Instant) {
         // waits for the peer's anyway (W-22) and so always runs into the timeout against
         // peers that never close on their own.
         if !shared.config.disable_shutdown {
-            if let Err(e) = shared.enqueue(MSG_SHUTDOWN, 0, &[], Wait::Until(deadline)).await {
+            if let Err(e) = shared.outbox.enqueue(MSG_SHUTDOWN, 0, &[], Wait::Until(deadline)).await {
                 tracing::debug!(error = %e, "could not send the shutdown packet");
             }
             wait_for(&shared.changed, || {
@@ -59,6 +71,6 @@ async fn graceful(shared: &Shared, deadline: Instant) {
     }
     // Step 6: the writer flushes what is queued and stops.
     shared.writer_stop.store(true, SeqCst);
-    shared.wake_writer.notify_one();
-    wait_for(&shared.changed, || shared.outbox_closed()).await;
+    shared.outbox.wake_writer.notify_one();
+    wait_for(&shared.changed, || shared.outbox.is_closed()).await;
 }

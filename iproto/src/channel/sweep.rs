@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
-use super::Shared;
+use super::shared::Shared;
 use crate::Error;
 
 /// Runs until the channel closes.
@@ -18,7 +18,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
     let mut expired = Vec::new();
     loop {
         let (next, emptied) = {
-            let mut pending = shared.pending();
+            let mut pending = shared.outbox.pending();
             let next = pending.expire(Instant::now(), &mut expired);
             (next, !expired.is_empty() && pending.is_empty())
         };
