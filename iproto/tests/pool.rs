@@ -11,6 +11,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use iproto::net::Stream;
 use iproto::pool::{Pool, PoolConfig, RateLimit};
 use iproto::{CallOptions, Channel, ChannelConfig, Error, Packet, Sender, ServerConfig};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -627,7 +628,7 @@ fn run_to_first_wait<F: Future + Unpin>(what: &str, f: &mut F) {
 /// holds `second`'s: the next call on it waits for room, not yet sent.
 async fn stuck_channel() -> (Channel, watch::Receiver<Seen>) {
     let (peer, mut seen) = SilentPeer::new(false);
-    let ch = Channel::new(peer, one_slot_channel());
+    let ch = Channel::new(Stream::other(peer), one_slot_channel());
     let mut first = Box::pin(ch.call(1, b"first"));
     run_to_first_wait("the first call", &mut first);
     within("the writer trying to write the first call", seen.wait_for(|s| s.write_attempted))
@@ -699,7 +700,7 @@ async fn a_call_never_sent_before_its_channel_was_hijacked_is_retried_on_another
 async fn a_call_already_sent_is_not_retried_when_its_channel_closes() {
     let pool = stored_only_pool(2, None);
     let (peer, mut seen) = SilentPeer::new(true);
-    let silent = Channel::new(peer, one_slot_channel());
+    let silent = Channel::new(Stream::other(peer), one_slot_channel());
     pool.store(silent.clone()).expect("store the silent channel");
     let mut call = Box::pin(pool.call(1, b"sent once"));
     run_to_first_wait("the pool call", &mut call);
