@@ -46,7 +46,7 @@ async fn call(args: CallArgs) -> Result<(), CliError> {
     let body = args.body_source()?.load()?;
     let ch = connect(&args.addr, args.timeout).await?;
     // The user typed the code, so reserved codes (pings, 0xff01) are allowed.
-    let opts = CallOptions { timeout: Some(args.timeout), allow_reserved: true };
+    let opts = CallOptions { timeout: Some(args.timeout), allow_reserved: true, ..Default::default() };
     let result = ch.call_with(args.msg, &body, opts).await;
     ch.close();
     let reply = result.map_err(|source| CliError::Call { addr: args.addr.clone(), source })?;

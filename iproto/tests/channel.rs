@@ -140,7 +140,7 @@ async fn reserved_codes_are_refused_unless_allowed() {
     let (ch, mut peer) = pair(quiet());
     assert!(matches!(ch.call(0xff00, b"").await, Err(Error::ReservedCode(0xff00))));
     assert!(matches!(ch.notify(0xff01, b"").await, Err(Error::ReservedCode(0xff01))));
-    let opts = CallOptions { allow_reserved: true, timeout: Some(Duration::from_secs(5)) };
+    let opts = CallOptions { allow_reserved: true, timeout: Some(Duration::from_secs(5)), ..Default::default() };
     let call = tokio::spawn({
         let ch = ch.clone();
         async move { ch.call_with(0xff05, b"", opts).await }

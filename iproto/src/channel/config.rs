@@ -196,11 +196,20 @@ pub struct CallOptions {
     pub timeout: Option<Duration>,
     /// Allows a reserved code (>= 0xff00); off by default (SPEC.md section 1).
     pub allow_reserved: bool,
+    /// The request may run twice without harm, so a layer that retries (a cluster) may send
+    /// it again after an attempt that may have reached a server. Default false: only attempts
+    /// that certainly never left are retried.
+    pub idempotent: bool,
 }
 
 impl CallOptions {
     /// Options with the given timeout.
     pub fn timeout(timeout: Duration) -> Self {
         CallOptions { timeout: Some(timeout), ..Default::default() }
+    }
+
+    /// These options with the call marked idempotent (the `idempotent` field).
+    pub fn idempotent(self) -> Self {
+        CallOptions { idempotent: true, ..self }
     }
 }
