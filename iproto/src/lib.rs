@@ -41,6 +41,10 @@ pub mod pool;
 
 pub use pool::{Pool, PoolConfig, PoolStats};
 
+pub mod cluster;
+
+pub use cluster::{Balance, ClusterError, ServerList};
+
 pub mod rpc;
 
 pub use rpc::{service, CallError, Request, SenderExt, ServiceError};
