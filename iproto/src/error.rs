@@ -94,6 +94,9 @@ pub enum Error {
     /// The pool refused to store another channel.
     #[error("pool is full")]
     PoolFull,
+    /// A cluster's server list or balancer refused the call.
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
 }
 
 impl Error {
