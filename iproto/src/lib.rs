@@ -43,7 +43,7 @@ pub use pool::{Pool, PoolConfig, PoolStats};
 
 pub mod cluster;
 
-pub use cluster::{Balance, ClusterError, ServerList};
+pub use cluster::{Balance, Cluster, ClusterConfig, ClusterError, ServerList};
 
 pub mod rpc;
 

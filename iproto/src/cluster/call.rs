@@ -1,0 +1,263 @@
+//! Calls over a cluster: attempts on the servers the balancer picks, retried under one
+//! deadline (a call that never left goes to another server; one that may have arrived only
+//! when idempotent), hedging for idempotent calls, and fan-out to many servers at once.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::future::{select, Either};
+use tokio::time::Instant;
+
+use super::list::{ClusterError, ServerSpec};
+use super::member::Member;
+use super::{member_id, Cluster};
+use crate::channel::CallOptions;
+use crate::wire::Packet;
+use crate::Error;
+
+/// What one attempt sends.
+#[derive(Clone, Copy)]
+pub(super) enum Op<'a> {
+    Call { msg: u32, body: &'a [u8] },
+    Notify { msg: u32, body: &'a [u8] },
+    Send(&'a Packet),
+}
+
+/// What a failed attempt allows.
+#[derive(Debug, PartialEq, Eq)]
+enum Fate {
+    /// The request certainly did not reach the server: another server may take it.
+    NotSent,
+    /// The request may have reached the server: retried only when idempotent.
+    MaybeSent,
+    /// Every server would refuse it the same way.
+    Final,
+}
+
+fn fate(e: &Error) -> Fate {
+    match e {
+        Error::Stopped
+        | Error::Hijacked
+        | Error::Connect { .. }
+        | Error::Cutoff
+        | Error::NoChannel
+        | Error::RateLimited
+        | Error::PoolFull => Fate::NotSent,
+        Error::ReservedCode(_) | Error::BodyTooLarge(_) | Error::InvalidAddress(_) | Error::Cluster(_) => Fate::Final,
+        _ => Fate::MaybeSent,
+    }
+}
+
+/// The reply of one server to a fan-out.
+#[derive(Debug)]
+pub struct Shard {
+    /// The server.
+    pub server: ServerSpec,
+    /// For [`Cluster::fan_out_keys`]: the positions of the keys this server holds.
+    pub keys: Vec<usize>,
+    /// Its reply.
+    pub result: Result<Bytes, Error>,
+}
+
+async fn attempt(member: &Member, op: Op<'_>, opts: CallOptions, deadline: Instant) -> Result<Bytes, Error> {
+    member.count_call();
+    let sent = async {
+        match op {
+            Op::Call { msg, body } => member.pool.call_with(msg, body, opts).await,
+            Op::Notify { msg, body } => member.pool.notify(msg, body).await.map(|()| Bytes::new()),
+            Op::Send(packet) => member.pool.send(packet.clone()).await.map(|()| Bytes::new()),
+        }
+    };
+    tokio::time::timeout_at(deadline, sent).await.unwrap_or(Err(Error::Timeout))
+}
+
+impl Cluster {
+    /// A call, notification or packet: attempts until one succeeds, an error forbids another
+    /// (see [`Fate`]), `max_attempts` are used, or the deadline passes.
+    pub(super) async fn run(&self, key: Option<&[u8]>, op: Op<'_>, opts: CallOptions) -> Result<Bytes, Error> {
+        let config = &self.inner.config;
+        let budget = opts.timeout.unwrap_or(match op {
+            Op::Notify { .. } => config.pool.channel.notice_timeout,
+            _ => config.pool.channel.request_timeout,
+        });
+        let deadline = Instant::now() + budget;
+        let mut tried: Vec<usize> = Vec::new();
+        let mut last_error = None;
+        for n in 0..config.max_attempts.max(1) {
+            if n > 0 && !config.retry_delay.is_zero() {
+                tokio::time::sleep_until((Instant::now() + config.retry_delay).min(deadline)).await;
+            }
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return Err(Error::Timeout);
+            }
+            let topology = self.topology();
+            let Some(member) = topology.pick(key, &tried)? else { break };
+            let opts = CallOptions { timeout: Some(remaining), ..opts };
+            let hedge = match (config.hedge_after, op) {
+                (Some(after), Op::Call { .. }) if opts.idempotent && n + 1 < config.max_attempts => Some(after),
+                _ => None,
+            };
+            let result = match hedge {
+                Some(after) => self.hedged(&topology, key, member, op, opts, deadline, after, &mut tried).await,
+                None => {
+                    let result = attempt(member, op, opts, deadline).await;
+                    if let Err(e) = &result {
+                        member.failed(e);
+                        tried.push(member_id(member));
+                    }
+                    result
+                }
+            };
+            match result {
+                Ok(reply) => return Ok(reply),
+                Err(e) => match fate(&e) {
+                    Fate::Final => return Err(e),
+                    Fate::MaybeSent if !opts.idempotent => return Err(e),
+                    _ => last_error = Some(e),
+                },
+            }
+        }
+        Err(last_error.unwrap_or(Error::Cluster(ClusterError::NoServer)))
+    }
+
+    pub(super) async fn run_unit(&self, key: Option<&[u8]>, op: Op<'_>) -> Result<(), Error> {
+        self.run(key, op, CallOptions::default()).await.map(drop)
+    }
+
+    /// An idempotent call on `first`, and after `after` without a reply a second attempt on
+    /// another server; the first reply wins and the other attempt is dropped.
+    #[allow(clippy::too_many_arguments)]
+    async fn hedged(
+        &self,
+        topology: &super::Topology,
+        key: Option<&[u8]>,
+        first: &Arc<Member>,
+        op: Op<'_>,
+        opts: CallOptions,
+        deadline: Instant,
+        after: std::time::Duration,
+        tried: &mut Vec<usize>,
+    ) -> Result<Bytes, Error> {
+        let one = Box::pin(attempt(first, op, opts, deadline));
+        let timer = Box::pin(tokio::time::sleep_until((Instant::now() + after).min(deadline)));
+        let one = match select(one, timer).await {
+            Either::Left((result, _)) => {
+                if let Err(e) = &result {
+                    first.failed(e);
+                    tried.push(member_id(first));
+                }
+                return result;
+            }
+            Either::Right(((), one)) => one,
+        };
+        tried.push(member_id(first));
+        let Some(second) = topology.pick(key, tried)? else {
+            let result = one.await;
+            if let Err(e) = &result {
+                first.failed(e);
+            }
+            return result;
+        };
+        tried.push(member_id(second));
+        self.inner.hedges.fetch_add(1, Relaxed);
+        let two = Box::pin(attempt(second, op, opts, deadline));
+        match select(one, two).await {
+            Either::Left((Ok(reply), _)) => Ok(reply),
+            Either::Right((Ok(reply), _)) => {
+                self.inner.hedge_wins.fetch_add(1, Relaxed);
+                Ok(reply)
+            }
+            Either::Left((Err(e), two)) => {
+                first.failed(&e);
+                let result = two.await;
+                if let Err(e) = &result {
+                    second.failed(e);
+                } else {
+                    self.inner.hedge_wins.fetch_add(1, Relaxed);
+                }
+                result
+            }
+            Either::Right((Err(e), one)) => {
+                second.failed(&e);
+                let result = one.await;
+                if let Err(e) = &result {
+                    first.failed(e);
+                }
+                result
+            }
+        }
+    }
+
+    /// Sends one request to every server at once and returns each one's reply (list order),
+    /// all under one deadline (`opts.timeout`, else the request timeout). No retries: each
+    /// reply is that server's.
+    pub async fn fan_out(&self, msg: u32, body: &[u8], opts: CallOptions) -> Vec<Shard> {
+        let topology = self.topology();
+        let deadline = Instant::now() + opts.timeout.unwrap_or(self.inner.config.pool.channel.request_timeout);
+        let calls = topology.members.iter().zip(topology.list.servers()).map(|(member, spec)| async move {
+            let result = attempt(member, Op::Call { msg, body }, opts, deadline).await;
+            if let Err(e) = &result {
+                member.failed(e);
+            }
+            Shard { server: spec.clone(), keys: Vec::new(), result }
+        });
+        futures_util::future::join_all(calls).await
+    }
+
+    /// Groups `keys` by the server each is placed on now and sends each of those servers
+    /// one request, `body(keys of that server)`, all at once under one deadline. Each
+    /// [`Shard`] lists the positions in `keys` of the keys it holds.
+    pub async fn fan_out_keys<K, F>(
+        &self,
+        keys: &[K],
+        msg: u32,
+        body: F,
+        opts: CallOptions,
+    ) -> Result<Vec<Shard>, Error>
+    where
+        K: AsRef<[u8]>,
+        F: Fn(&[usize]) -> Vec<u8>,
+    {
+        let topology = self.topology();
+        let deadline = Instant::now() + opts.timeout.unwrap_or(self.inner.config.pool.channel.request_timeout);
+        let mut groups: Vec<(usize, Vec<usize>)> = Vec::new();
+        for (k, key) in keys.iter().enumerate() {
+            let member = topology.pick(Some(key.as_ref()), &[])?.ok_or(ClusterError::NoServer)?;
+            let i = topology.members.iter().position(|m| Arc::ptr_eq(m, member)).unwrap_or(0);
+            match groups.iter_mut().find(|g| g.0 == i) {
+                Some(group) => group.1.push(k),
+                None => groups.push((i, vec![k])),
+            }
+        }
+        let calls = groups.into_iter().map(|(i, keys)| {
+            let body = body(&keys);
+            let member = &topology.members[i];
+            let server = topology.list.servers()[i].clone();
+            async move {
+                let result = attempt(member, Op::Call { msg, body: &body }, opts, deadline).await;
+                if let Err(e) = &result {
+                    member.failed(e);
+                }
+                Shard { server, keys, result }
+            }
+        });
+        Ok(futures_util::future::join_all(calls).await)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_before_the_write_may_go_elsewhere_and_others_only_when_idempotent() {
+        assert_eq!(fate(&Error::Cutoff), Fate::NotSent);
+        assert_eq!(fate(&Error::Stopped), Fate::NotSent);
+        assert_eq!(fate(&Error::Timeout), Fate::MaybeSent);
+        assert_eq!(fate(&Error::Dropped(None)), Fate::MaybeSent);
+        assert_eq!(fate(&Error::ReservedCode(0xff00)), Fate::Final);
+        assert_eq!(fate(&Error::Cluster(ClusterError::KeyRequired { balance: "ketama" })), Fate::Final);
+    }
+}
