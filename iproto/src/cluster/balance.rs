@@ -339,3 +339,82 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod ring_tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::cluster::list::ServerSpec;
+
+    fn owners(list: &ServerList, keys: &[String]) -> Vec<String> {
+        let ring = Balance::Consistent.build(list);
+        keys.iter()
+            .map(|k| list.servers()[ring.pick(Some(k.as_bytes()), &|_| true).unwrap().unwrap()].addr.to_string())
+            .collect()
+    }
+
+    fn servers(n: usize, base: u16) -> Vec<ServerSpec> {
+        (0..n).map(|i| ServerSpec::tcp(format!("10.1.{}.{}", i / 200, i % 200), base + i as u16)).collect()
+    }
+
+    /// The spread the docs quote: 10 000 keys over 10 servers of weight 1.
+    #[test]
+    fn ring_spreads_keys_evenly() {
+        let list = ServerList::new(servers(10, 3301)).unwrap();
+        let keys: Vec<String> = (0..10_000).map(|i| format!("key:{i}")).collect();
+        let owners = owners(&list, &keys);
+        let counts: Vec<usize> =
+            list.servers().iter().map(|s| owners.iter().filter(|o| **o == s.addr.to_string()).count()).collect();
+        eprintln!("consistent: 10 000 keys over 10 servers: {counts:?}");
+        assert!(counts.iter().all(|&c| (750..=1250).contains(&c)), "{counts:?}");
+        let eleven = ServerList::new(servers(11, 3301)).unwrap();
+        let moved = owners.iter().zip(self::owners(&eleven, &keys)).filter(|(a, b)| **a != *b).count();
+        eprintln!("consistent: adding an 11th server moves {moved} of 10 000 keys");
+        assert!((500..=1400).contains(&moved), "{moved}");
+    }
+
+    #[test]
+    fn ring_honours_weights() {
+        let mut specs = servers(4, 3301);
+        specs[0].weight = 3;
+        let list = ServerList::new(specs).unwrap();
+        let keys: Vec<String> = (0..12_000).map(|i| format!("key:{i}")).collect();
+        let heavy = owners(&list, &keys).iter().filter(|o| **o == list.servers()[0].addr.to_string()).count();
+        // weight 3 of 6: half the keys.
+        assert!((5_000..=7_000).contains(&heavy), "{heavy}");
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+        #[test]
+        fn adding_a_server_moves_about_its_share_and_only_to_it(n in 2usize..12, base in 1000u16..60000, salt in 0u32..1000) {
+            let keys: Vec<String> = (0..3000).map(|i| format!("{salt}:{i}")).collect();
+            let before = ServerList::new(servers(n, base)).unwrap();
+            let after = ServerList::new(servers(n + 1, base)).unwrap();
+            let added = after.servers()[n].addr.to_string();
+            let (a, b) = (owners(&before, &keys), owners(&after, &keys));
+            let moved: Vec<usize> = (0..keys.len()).filter(|&i| a[i] != b[i]).collect();
+            prop_assert!(moved.iter().all(|&i| b[i] == added), "a key moved between old servers");
+            let share = moved.len() as f64 / keys.len() as f64;
+            let ideal = 1.0 / (n + 1) as f64;
+            prop_assert!(share > ideal * 0.5 && share < ideal * 1.6, "moved {share:.3}, ideal {ideal:.3}");
+        }
+
+        #[test]
+        fn removing_a_server_moves_only_its_keys(n in 3usize..12, gone in 0usize..12, base in 1000u16..60000) {
+            let gone = gone % n;
+            let keys: Vec<String> = (0..3000).map(|i| format!("k{i}")).collect();
+            let all = servers(n, base);
+            let before = ServerList::new(all.clone()).unwrap();
+            let mut rest = all;
+            let removed = rest.remove(gone).addr.to_string();
+            let after = ServerList::new(rest).unwrap();
+            let (a, b) = (owners(&before, &keys), owners(&after, &keys));
+            for i in 0..keys.len() {
+                prop_assert!(a[i] == b[i] || a[i] == removed, "key {} moved from {} to {}", keys[i], a[i], b[i]);
+            }
+        }
+    }
+}
