@@ -29,7 +29,8 @@ const LISTS: [&str; 5] = [
 ];
 
 fn main() {
-    let peer = harness::perl_module("MR::IProto::Cluster").map_err(|why| format!("{why} (install libmr-tarantool-perl)"));
+    let peer =
+        harness::perl_module("MR::IProto::Cluster").map_err(|why| format!("{why} (install libmr-tarantool-perl)"));
     let mut trials = Vec::new();
     for (n, list) in LISTS.iter().enumerate() {
         for mode in ["hash-crc32", "ketama"] {
@@ -115,5 +116,8 @@ fn compare(mode: &str, list: &str, inactive: &[usize]) {
         assert_eq!(&ours, perl_pick, "{mode} over {list} (inactive {inactive:?}), key {}", hex::encode(key));
         compared += 1;
     }
-    eprintln!("{mode} over {} servers (inactive {inactive:?}): {compared} keys placed as Perl places them", servers.len());
+    eprintln!(
+        "{mode} over {} servers (inactive {inactive:?}): {compared} keys placed as Perl places them",
+        servers.len()
+    );
 }
