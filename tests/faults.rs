@@ -133,7 +133,7 @@ async fn corrupted_length_fields_are_rejected() {
             // The client itself rejects the length without allocating it.
             let reason = tokio::time::timeout(GRACE, ch.closed()).await.expect("the channel closes");
             assert!(
-                matches!(reason.as_deref(), Some(Error::SizeLimit { len: 0xffff_fff0, .. })),
+                matches!(reason.as_deref(), Some(Error::Frame(iproto::FrameError::TooLarge { len: 0xffff_fff0, .. }))),
                 "{tag}: close reason {reason:?}"
             );
         }

@@ -143,15 +143,15 @@ impl bench::Connection for Channel {
 pub fn error_kind(e: &iproto::Error) -> ErrorKind {
     use iproto::Error as E;
     match e {
-        E::Timeout => ErrorKind::Timeout,
+        E::Timeout { .. } => ErrorKind::Timeout,
         E::Stopped
         | E::Hijacked
         | E::Dropped(_)
         | E::PeerClosed { .. }
         | E::PingMissed(_)
         | E::Idle(_)
-        | E::Truncated { .. }
-        | E::SizeLimit { .. } => ErrorKind::Closed,
+        | E::Frame(iproto::FrameError::Truncated { .. })
+        | E::Frame(iproto::FrameError::TooLarge { .. }) => ErrorKind::Closed,
         E::Io(_) | E::WriteTimeout(_) | E::Connect { .. } => ErrorKind::Io,
         _ => ErrorKind::Other,
     }
@@ -219,7 +219,14 @@ mod tests {
 
     #[test]
     fn runtime_errors_map_to_kinds() {
-        assert_eq!(error_kind(&iproto::Error::Timeout), ErrorKind::Timeout);
+        assert_eq!(
+            error_kind(&iproto::Error::Timeout {
+                msg: 1,
+                after: std::time::Duration::from_secs(1),
+                stage: iproto::TimeoutStage::Reply
+            }),
+            ErrorKind::Timeout
+        );
         assert_eq!(error_kind(&iproto::Error::Stopped), ErrorKind::Closed);
         assert_eq!(error_kind(&iproto::Error::from(std::io::Error::other("x"))), ErrorKind::Io);
         assert_eq!(error_kind(&iproto::Error::ReservedCode(0xff00)), ErrorKind::Other);

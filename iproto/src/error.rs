@@ -1,10 +1,15 @@
-//! [`Error`]: the one runtime error enum of channels, pools and servers. Cheap to clone, so
-//! that one close reason can be handed to every pending call.
+//! [`Error`]: the runtime error of channels, pools and servers. Cheap to clone, so that one
+//! close reason can be handed to every pending call. The errors of the layers below are
+//! carried as themselves ([`FrameError`], [`PackError`], [`DecodeError`]), the pool's are
+//! grouped in [`PoolError`], and `?` converts all of them.
 
+use std::fmt;
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::mux::DuplicateRoute;
+use crate::pack::{DecodeError, PackError};
 use crate::wire::FrameError;
 
 /// A runtime error: what a call, a channel or a pool reports.
@@ -12,8 +17,15 @@ use crate::wire::FrameError;
 #[non_exhaustive]
 pub enum Error {
     /// The call or notification did not finish within its timeout.
-    #[error("timed out")]
-    Timeout,
+    #[error("message {msg:#x} timed out after {after:?} {stage}")]
+    Timeout {
+        /// The message code.
+        msg: u32,
+        /// The bound that ran out.
+        after: Duration,
+        /// What the call was doing when it ran out.
+        stage: TimeoutStage,
+    },
     /// The channel (or pool) is shutting down or closed and takes no new calls.
     #[error("channel is stopped")]
     Stopped,
@@ -23,22 +35,10 @@ pub enum Error {
     /// The connection was closed while the call was pending; holds the close reason, if any.
     #[error("connection is gone{}", .0.as_ref().map(|e| format!(": {e}")).unwrap_or_default())]
     Dropped(Option<Arc<Error>>),
-    /// The peer sent a body longer than the size limit.
-    #[error("packet body of {len} bytes exceeds the size limit of {limit} bytes")]
-    SizeLimit {
-        /// The length in the header.
-        len: u32,
-        /// The configured limit.
-        limit: u32,
-    },
-    /// The stream ended inside a packet.
-    #[error("truncated packet: stream ended after {have} of {need} bytes")]
-    Truncated {
-        /// Bytes of the packet received.
-        have: usize,
-        /// Bytes the packet needed.
-        need: usize,
-    },
+    /// A packet could not be framed: over the size limit, truncated, or a body too large for
+    /// the 32-bit length field.
+    #[error(transparent)]
+    Frame(FrameError),
     /// The peer closed the connection while calls were pending.
     #[error("connection closed by peer with {pending} pending call(s)")]
     PeerClosed {
@@ -57,9 +57,6 @@ pub enum Error {
     /// A message code at or above 0xff00 was used without opting in.
     #[error("message code {0:#06x} is reserved for control messages")]
     ReservedCode(u32),
-    /// An outgoing body does not fit the 32-bit length field.
-    #[error("body of {0} bytes does not fit the 32-bit length field")]
-    BodyTooLarge(usize),
     /// The address is neither `host:port` nor `unix:/path`.
     #[error("invalid address {0:?}: expected host:port or unix:/path")]
     InvalidAddress(String),
@@ -82,6 +79,49 @@ pub enum Error {
     /// The transport failed.
     #[error("i/o error: {0}")]
     Io(Arc<io::Error>),
+    /// A pool could not take the call or the channel.
+    #[error(transparent)]
+    Pool(#[from] PoolError),
+    /// A value could not be packed.
+    #[error(transparent)]
+    Pack(Arc<PackError>),
+    /// A body did not decode.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// A route was registered twice on a [`ServeMux`](crate::ServeMux).
+    #[error(transparent)]
+    Route(#[from] DuplicateRoute),
+}
+
+/// What a call was doing when its timeout ran out (see [`Error::Timeout`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TimeoutStage {
+    /// Waiting for a rate-limit token.
+    RateLimit,
+    /// Waiting for a pool channel to come online.
+    Channel,
+    /// Waiting for room in the write queue.
+    Queue,
+    /// Waiting for the reply.
+    Reply,
+}
+
+impl fmt::Display for TimeoutStage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TimeoutStage::RateLimit => "waiting for the rate limit",
+            TimeoutStage::Channel => "waiting for a channel",
+            TimeoutStage::Queue => "waiting for room in the write queue",
+            TimeoutStage::Reply => "waiting for the reply",
+        })
+    }
+}
+
+/// Why a [`Pool`](crate::Pool) could not take a call or a channel.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PoolError {
     /// The pool has no online channel and `fail_on_cutoff` is set.
     #[error("pool is offline")]
     Cutoff,
@@ -102,7 +142,21 @@ pub enum Error {
 impl Error {
     /// Whether the request certainly did not reach the peer, so that retrying elsewhere is safe.
     pub fn is_not_sent(&self) -> bool {
-        matches!(self, Error::Stopped | Error::Hijacked | Error::ReservedCode(_) | Error::BodyTooLarge(_))
+        matches!(
+            self,
+            Error::Stopped
+                | Error::Hijacked
+                | Error::ReservedCode(_)
+                | Error::Frame(FrameError::BodyOverflow { .. })
+                | Error::Pool(_)
+                | Error::Pack(_)
+                | Error::Timeout { stage: TimeoutStage::RateLimit | TimeoutStage::Channel | TimeoutStage::Queue, .. }
+        )
+    }
+
+    /// A timeout of message `msg` after `after`, at `stage`.
+    pub(crate) fn timeout(msg: u32, after: Duration, stage: TimeoutStage) -> Self {
+        Error::Timeout { msg, after, stage }
     }
 }
 
@@ -113,12 +167,17 @@ impl From<io::Error> for Error {
 }
 
 impl From<FrameError> for Error {
+    /// An I/O error under the codec stays an [`Error::Io`]; the rest is [`Error::Frame`].
     fn from(e: FrameError) -> Self {
         match e {
-            FrameError::TooLarge { len, limit } => Error::SizeLimit { len, limit },
-            FrameError::BodyOverflow { len } => Error::BodyTooLarge(len),
-            FrameError::Truncated { have, need } => Error::Truncated { have, need },
-            FrameError::Io(e) => Error::from(e),
+            FrameError::Io(e) => Error::Io(e),
+            e => Error::Frame(e),
         }
+    }
+}
+
+impl From<PackError> for Error {
+    fn from(e: PackError) -> Self {
+        Error::Pack(Arc::new(e))
     }
 }

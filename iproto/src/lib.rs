@@ -31,7 +31,7 @@ mod error;
 pub mod net;
 
 pub use channel::{BoxHandler, CallOptions, Channel, ChannelConfig, ChannelStats, Handler, Sender};
-pub use error::Error;
+pub use error::{Error, PoolError, TimeoutStage};
 pub mod mux;
 pub mod server;
 

@@ -79,7 +79,7 @@ impl Packet {
 }
 
 /// Errors of the packet layer.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum FrameError {
     /// An incoming body is longer than the size limit.
@@ -106,7 +106,13 @@ pub enum FrameError {
     },
     /// The transport failed.
     #[error("i/o error: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::sync::Arc<std::io::Error>),
+}
+
+impl From<std::io::Error> for FrameError {
+    fn from(e: std::io::Error) -> Self {
+        FrameError::Io(std::sync::Arc::new(e))
+    }
 }
 
 /// Writes a packet with `msg`, `sync` and `body` into `buf`, `len` taken from the body.

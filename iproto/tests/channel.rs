@@ -162,7 +162,7 @@ async fn call_times_out_and_late_reply_is_dropped_c2_w12() {
         },
     );
     let (ch, mut peer) = pair(config);
-    assert!(matches!(ch.call(7, b"q").await, Err(Error::Timeout)));
+    assert!(matches!(ch.call(7, b"q").await, Err(Error::Timeout { .. })));
     let req = peer.read().await;
     assert_eq!(ch.stats().pending, 0, "the timed-out call left no pending entry");
     // The late reply arrives: dropped and counted, not given to the handler.
@@ -183,7 +183,7 @@ async fn per_call_timeout_override() {
     let (ch, _peer) = pair(ChannelConfig { request_timeout: Duration::from_secs(3600), ..quiet() });
     let start = tokio::time::Instant::now();
     let res = ch.call_with(1, b"", CallOptions::timeout(Duration::from_millis(20))).await;
-    assert!(matches!(res, Err(Error::Timeout)));
+    assert!(matches!(res, Err(Error::Timeout { .. })));
     assert!(start.elapsed() < Duration::from_secs(1));
 }
 
@@ -383,7 +383,7 @@ async fn peer_closes_mid_header_is_truncated_w9() {
     peer.write_raw(&[1, 0, 0, 0, 5]).await;
     drop(peer);
     let reason = ch.closed().await.expect("truncated");
-    assert!(matches!(*reason, Error::Truncated { have: 5, need: 12 }), "{reason}");
+    assert!(matches!(*reason, Error::Frame(iproto::FrameError::Truncated { have: 5, need: 12 })), "{reason}");
 }
 
 #[tokio::test]
@@ -392,7 +392,7 @@ async fn peer_closes_after_header_is_truncated_w9() {
     peer.write_raw(&Header { msg: 1, len: 4, sync: 1 }.to_bytes()).await;
     drop(peer);
     let reason = ch.closed().await.expect("truncated");
-    assert!(matches!(*reason, Error::Truncated { have: 12, need: 16 }), "{reason}");
+    assert!(matches!(*reason, Error::Frame(iproto::FrameError::Truncated { have: 12, need: 16 })), "{reason}");
 }
 
 #[tokio::test]
@@ -405,7 +405,9 @@ async fn peer_closes_mid_body_fails_pending_calls_c30() {
     peer.write_raw(&partial).await;
     drop(peer);
     match call.await.unwrap() {
-        Err(Error::Dropped(Some(reason))) => assert!(matches!(*reason, Error::Truncated { have: 15, need: 22 })),
+        Err(Error::Dropped(Some(reason))) => {
+            assert!(matches!(*reason, Error::Frame(iproto::FrameError::Truncated { have: 15, need: 22 })))
+        }
         other => panic!("unexpected {other:?}"),
     }
 }
@@ -433,7 +435,7 @@ async fn oversized_packet_closes_with_both_numbers_w8() {
     let (ch, mut peer) = pair(ChannelConfig { size_limit: 100, ..quiet() });
     peer.write_raw(&Header { msg: 1, len: 0xffff_ffff, sync: 1 }.to_bytes()).await;
     let reason = ch.closed().await.expect("size limit");
-    assert!(matches!(*reason, Error::SizeLimit { len: 0xffff_ffff, limit: 100 }));
+    assert!(matches!(*reason, Error::Frame(iproto::FrameError::TooLarge { len: 0xffff_ffff, limit: 100 })));
     let text = reason.to_string();
     assert!(text.contains("4294967295") && text.contains("100"), "{text}");
 }
@@ -447,7 +449,7 @@ async fn handler_panic_is_caught_and_connection_goes_on() {
         Some(p.body)
     });
     let (client, server) = channels(ChannelConfig { request_timeout: Duration::from_millis(200), ..quiet() }, config);
-    assert!(matches!(client.call(1, b"boom").await, Err(Error::Timeout)));
+    assert!(matches!(client.call(1, b"boom").await, Err(Error::Timeout { .. })));
     assert_eq!(&client.call(1, b"fine").await.unwrap()[..], b"fine");
     assert_eq!(server.stats().handler_panics, 1);
     assert!(!server.is_closed());
@@ -497,7 +499,10 @@ async fn peer_that_never_reads_hits_bounded_queue_and_write_timeout_c10_c11() {
     for _ in 0..20 {
         results.push(ch.notify(1, &body).await);
     }
-    assert!(results.iter().any(|r| matches!(r, Err(Error::Timeout) | Err(Error::Stopped))), "the queue is bounded");
+    assert!(
+        results.iter().any(|r| matches!(r, Err(Error::Timeout { .. }) | Err(Error::Stopped))),
+        "the queue is bounded"
+    );
     let reason = ch.closed().await.expect("write timeout");
     assert!(matches!(*reason, Error::WriteTimeout(_)), "{reason}");
     assert!(ch.stats().packets_dropped > 0);

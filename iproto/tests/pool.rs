@@ -52,10 +52,10 @@ async fn pool_survives_a_server_restart_on_the_same_port() {
         }
     }
     let err = cutoff.call(1, b"down").await.expect_err("server is down");
-    assert!(matches!(err, Error::Cutoff), "{err:?}");
+    assert!(matches!(err, Error::Pool(iproto::PoolError::Cutoff)), "{err:?}");
     let started = Instant::now();
     let err = waiting.call(1, b"down").await.expect_err("server is down");
-    assert!(matches!(err, Error::NoChannel), "{err:?}");
+    assert!(matches!(err, Error::Pool(iproto::PoolError::NoChannel)), "{err:?}");
     assert!(started.elapsed() >= Duration::from_millis(250), "waited {:?}", started.elapsed());
     let stats = waiting.stats();
     assert!(stats.dial_errors > 0 && stats.wait_errors == 1, "{stats:?}");
@@ -215,7 +215,7 @@ async fn policing_rejects_over_the_rate() {
     for _ in 0..40 {
         match pool.call(1, b"x").await {
             Ok(_) => ok += 1,
-            Err(Error::RateLimited) => limited += 1,
+            Err(Error::Pool(iproto::PoolError::RateLimited)) => limited += 1,
             Err(e) => panic!("unexpected {e:?}"),
         }
     }
@@ -252,7 +252,7 @@ async fn shaping_delays_to_the_rate() {
     pool.call(1, b"first").await.expect("first token");
     let started = Instant::now();
     let err = pool.call_with(1, b"second", CallOptions::timeout(Duration::from_secs(5))).await;
-    assert!(matches!(err, Err(Error::RateLimited)), "{err:?}");
+    assert!(matches!(err, Err(Error::Pool(iproto::PoolError::RateLimited))), "{err:?}");
     assert!(started.elapsed() < Duration::from_millis(2500), "failed after {:?}, not at once", started.elapsed());
     server.stop().await;
 }
@@ -329,7 +329,7 @@ async fn pool_never_exceeds_its_size() {
     }
     assert_eq!(pool.stats().online, 3);
     let extra = Channel::connect(&addr, ChannelConfig::client()).await.expect("connect");
-    assert!(matches!(pool.store(extra.clone()), Err(Error::PoolFull)));
+    assert!(matches!(pool.store(extra.clone()), Err(Error::Pool(iproto::PoolError::PoolFull))));
     within("refused channel closed", extra.closed()).await;
     pool.shutdown().await;
     server.stop().await;
@@ -525,13 +525,13 @@ async fn next_channel_goes_round_robin_and_obeys_cutoff_and_the_rate_limit() {
 
     let cutoff = Pool::new(&refused_addr(), PoolConfig { fail_on_cutoff: true, ..Default::default() }).expect("pool");
     let err = within("next_channel on an offline pool", cutoff.next_channel()).await.expect_err("none online");
-    assert!(matches!(err, Error::Cutoff), "{err:?}");
+    assert!(matches!(err, Error::Pool(iproto::PoolError::Cutoff)), "{err:?}");
 
     let one_token = PoolConfig { rate_limit: Some(RateLimit::policing(0.001, 1)), ..Default::default() };
     let limited = Pool::dial(&server.addr, one_token).await.expect("dial");
     within("next_channel", limited.next_channel()).await.expect("the first token");
     let err = within("next_channel", limited.next_channel()).await.expect_err("no second token");
-    assert!(matches!(err, Error::RateLimited), "{err:?}");
+    assert!(matches!(err, Error::Pool(iproto::PoolError::RateLimited)), "{err:?}");
     limited.shutdown().await;
     server.stop().await;
 }

@@ -376,7 +376,7 @@ async fn per_call_timeout_and_cancellation_by_drop() {
     let kv = KvClient::new(channel.clone());
 
     let err = kv.slow_with(&(), CallOptions::timeout(Duration::from_millis(20))).await.unwrap_err();
-    assert!(matches!(err, CallError::Transport(Error::Timeout)), "{err:?}");
+    assert!(matches!(err, CallError::Transport(Error::Timeout { .. })), "{err:?}");
 
     // Dropping the call's future forgets it locally.
     {

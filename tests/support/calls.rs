@@ -22,25 +22,25 @@ pub const GRACE: Duration = Duration::from_secs(20);
 /// A short name for each error kind, for the tallies.
 pub fn kind(e: &Error) -> &'static str {
     match e {
-        Error::Timeout => "timeout",
+        Error::Timeout { .. } => "timeout",
         Error::Stopped => "stopped",
         Error::Hijacked => "hijacked",
         Error::Dropped(_) => "dropped",
-        Error::SizeLimit { .. } => "size-limit",
-        Error::Truncated { .. } => "truncated",
+        Error::Frame(iproto::FrameError::TooLarge { .. }) => "size-limit",
+        Error::Frame(iproto::FrameError::Truncated { .. }) => "truncated",
         Error::PeerClosed { .. } => "peer-closed",
         Error::PingMissed(_) => "ping-missed",
         Error::Idle(_) => "idle",
         Error::WriteTimeout(_) => "write-timeout",
         Error::ReservedCode(_) => "reserved-code",
-        Error::BodyTooLarge(_) => "body-too-large",
+        Error::Frame(iproto::FrameError::BodyOverflow { .. }) => "body-too-large",
         Error::InvalidAddress(_) => "invalid-address",
         Error::Connect { .. } => "connect",
         Error::Io(_) => "io",
-        Error::Cutoff => "cutoff",
-        Error::NoChannel => "no-channel",
-        Error::RateLimited => "rate-limited",
-        Error::PoolFull => "pool-full",
+        Error::Pool(iproto::PoolError::Cutoff) => "cutoff",
+        Error::Pool(iproto::PoolError::NoChannel) => "no-channel",
+        Error::Pool(iproto::PoolError::RateLimited) => "rate-limited",
+        Error::Pool(iproto::PoolError::PoolFull) => "pool-full",
         _ => "other",
     }
 }

@@ -13,8 +13,8 @@ use super::outbox::Wait;
 use super::pending::key;
 use super::shared::Shared;
 use super::{stats, sweep, Channel};
-use crate::wire::{encode_packet, HEADER_LEN, MSG_RESERVED_MIN};
-use crate::Error;
+use crate::error::{Error, TimeoutStage};
+use crate::wire::{encode_packet, FrameError, HEADER_LEN, MSG_RESERVED_MIN};
 
 impl Channel {
     /// Sends a request and waits for its reply body, within the request timeout (C-22).
@@ -48,7 +48,7 @@ impl Channel {
         error
     }
 
-    /// [`call_with`](Self::call_with) owning its body (see [`Sender::call_owned`]).
+    /// [`call_with`](Self::call_with) owning its body (see [`Sender::call_owned`](super::Sender::call_owned)).
     pub fn call_owned(
         &self,
         msg: u32,
@@ -71,7 +71,8 @@ impl Channel {
             stats::Counters::inc(&s.stats.callers.calls);
             return Err(self.failed(e));
         }
-        let deadline = Instant::now() + opts.timeout.unwrap_or(s.config.request_timeout);
+        let timeout = opts.timeout.unwrap_or(s.config.request_timeout);
+        let deadline = Instant::now() + timeout;
         let (tx, rx) = oneshot::channel();
         // The default timeout is enforced by the sweep; a per-call one by its own timer.
         let swept = opts.timeout.is_none();
@@ -83,7 +84,7 @@ impl Channel {
             // in the future next to the body.
             let bytes = body.as_ref();
             let queued = if bytes.len() > u32::MAX as usize {
-                Err(Error::BodyTooLarge(bytes.len()))
+                Err(FrameError::BodyOverflow { len: bytes.len() }.into())
             } else {
                 let pushed = s.outbox.push_locked(&mut book, 1, HEADER_LEN + bytes.len(), |buf| {
                     buf.reserve(HEADER_LEN + bytes.len());
@@ -110,7 +111,7 @@ impl Channel {
             }
         };
         if wait_for_room {
-            if let Err(e) = s.outbox.enqueue(msg, sync, body.as_ref(), Wait::Until(deadline)).await {
+            if let Err(e) = s.outbox.enqueue(msg, sync, body.as_ref(), Wait::Until(deadline, timeout)).await {
                 stats::Counters::inc(&s.stats.callers.packets_dropped);
                 return Err(self.failed(e));
             }
@@ -128,7 +129,7 @@ impl Channel {
                 guard.disarm();
                 Err(self.failed(Error::Dropped(s.reason.get().cloned())))
             }
-            Err(_) => Err(self.failed(Error::Timeout)),
+            Err(_) => Err(self.failed(Error::timeout(msg, timeout, TimeoutStage::Reply))),
         }
     }
 
@@ -140,8 +141,8 @@ impl Channel {
             return Err(Error::ReservedCode(msg));
         }
         self.check_open()?;
-        let deadline = Instant::now() + s.config.notice_timeout;
-        s.outbox.enqueue(msg, 0, body, Wait::Until(deadline)).await.inspect_err(|_| {
+        let timeout = s.config.notice_timeout;
+        s.outbox.enqueue(msg, 0, body, Wait::Until(Instant::now() + timeout, timeout)).await.inspect_err(|_| {
             stats::Counters::inc(&s.stats.callers.packets_dropped);
         })
     }

@@ -63,8 +63,9 @@ async fn tick(shared: &Shared, interval: std::time::Duration, now: Instant) -> R
     match outstanding {
         None => {
             Counters::inc(&shared.stats.callers.notices);
-            let deadline = Instant::now() + shared.config.notice_timeout;
-            if let Err(e) = shared.outbox.enqueue(MSG_PING, 0, &[], Wait::Until(deadline)).await {
+            let timeout = shared.config.notice_timeout;
+            let wait = Wait::Until(Instant::now() + timeout, timeout);
+            if let Err(e) = shared.outbox.enqueue(MSG_PING, 0, &[], wait).await {
                 tracing::debug!(error = %e, "could not send a ping");
             }
             Ok(())

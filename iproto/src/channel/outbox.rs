@@ -6,6 +6,7 @@
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::sync::Notify;
@@ -13,8 +14,8 @@ use tokio::time::Instant;
 
 use super::pending::Pending;
 use super::stats::Counters;
-use crate::wire::{encode_packet, HEADER_LEN};
-use crate::Error;
+use crate::error::{Error, TimeoutStage};
+use crate::wire::{encode_packet, FrameError, HEADER_LEN};
 
 /// The outgoing buffer, behind the [`Book`] lock.
 #[derive(Default)]
@@ -83,8 +84,8 @@ impl DerefMut for PendingRef<'_> {
 /// How a packet waits for room in the queue.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Wait {
-    /// Until this deadline, then [`Error::Timeout`].
-    Until(Instant),
+    /// Until this deadline, then [`Error::Timeout`] naming the bound (the second field).
+    Until(Instant, Duration),
     /// As long as it takes (replies; the write timeout bounds it).
     Forever,
 }
@@ -132,7 +133,7 @@ impl Outbox {
     /// Queues one packet for the writer, waiting for room as `wait` says.
     pub(crate) async fn enqueue(&self, msg: u32, sync: u32, body: &[u8], wait: Wait) -> Result<(), Error> {
         if body.len() > u32::MAX as usize {
-            return Err(Error::BodyTooLarge(body.len()));
+            return Err(FrameError::BodyOverflow { len: body.len() }.into());
         }
         if self.try_enqueue(msg, sync, body)? {
             return Ok(());
@@ -152,9 +153,9 @@ impl Outbox {
                 return Ok(());
             }
             match wait {
-                Wait::Until(deadline) => {
+                Wait::Until(deadline, after) => {
                     if tokio::time::timeout_at(deadline, room).await.is_err() {
-                        return Err(Error::Timeout);
+                        return Err(Error::timeout(msg, after, TimeoutStage::Queue));
                     }
                 }
                 Wait::Forever => room.await,

@@ -99,11 +99,12 @@ impl Pending {
         self.calls.remove(&k).map(|c| c.tx)
     }
 
-    /// Abandons every call whose deadline is not after `now` and returns them, with the
+    /// Abandons every call whose deadline is not after `now` and returns them (with their
+    /// message codes), with the
     /// earliest deadline left. With none left, the sweep is marked as ended: the next call with
     /// a deadline starts a new one. A scan of the whole table, but only about once per timeout period:
     /// every deadline is its call's start plus the same timeout.
-    pub fn expire(&mut self, now: Instant, expired: &mut Vec<oneshot::Sender<Reply>>) -> Option<Instant> {
+    pub fn expire(&mut self, now: Instant, expired: &mut Vec<(u32, oneshot::Sender<Reply>)>) -> Option<Instant> {
         let mut next: Option<Instant> = None;
         let mut due = Vec::new();
         for (&k, call) in &self.calls {
@@ -115,7 +116,7 @@ impl Pending {
         }
         for k in due {
             if let Some(tx) = self.abandon_take(k) {
-                expired.push(tx);
+                expired.push(((k >> 32) as u32, tx));
             }
         }
         if next.is_none() {

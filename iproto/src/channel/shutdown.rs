@@ -60,7 +60,9 @@ async fn graceful(shared: &Shared, deadline: Instant) {
         // waits for the peer's anyway (W-22) and so always runs into the timeout against
         // peers that never close on their own.
         if !shared.config.disable_shutdown {
-            if let Err(e) = shared.outbox.enqueue(MSG_SHUTDOWN, 0, &[], Wait::Until(deadline)).await {
+            if let Err(e) =
+                shared.outbox.enqueue(MSG_SHUTDOWN, 0, &[], Wait::Until(deadline, shared.config.shutdown_timeout)).await
+            {
                 tracing::debug!(error = %e, "could not send the shutdown packet");
             }
             wait_for(&shared.changed, || {

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use tokio::time::Instant;
 
 use super::shared::Shared;
-use crate::Error;
+use crate::error::{Error, TimeoutStage};
 
 /// Runs until the channel closes.
 pub(crate) async fn run(shared: Arc<Shared>) {
@@ -22,8 +22,8 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             let next = pending.expire(Instant::now(), &mut expired);
             (next, !expired.is_empty() && pending.is_empty())
         };
-        for tx in expired.drain(..) {
-            let _ = tx.send(Err(Error::Timeout));
+        for (msg, tx) in expired.drain(..) {
+            let _ = tx.send(Err(Error::timeout(msg, shared.config.request_timeout, TimeoutStage::Reply)));
         }
         if emptied {
             shared.changed.notify_waiters();

@@ -65,14 +65,14 @@ pub struct RateLimit {
     pub per_second: f64,
     /// Bucket size, full at the start. Zero disables the limit whatever `per_second` says.
     pub burst: u32,
-    /// Shaping (`true`): wait for a token, but fail at once with [`Error::RateLimited`] when
+    /// Shaping (`true`): wait for a token, but fail at once with [`PoolError::RateLimited`](crate::PoolError::RateLimited) when
     /// the wait would outlast the call's timeout. Policing (`false`): fail at once with
-    /// [`Error::RateLimited`] when no token is available.
+    /// [`PoolError::RateLimited`](crate::PoolError::RateLimited) when no token is available.
     pub wait: bool,
 }
 
 impl RateLimit {
-    /// A policing limit: calls over the rate fail with [`Error::RateLimited`].
+    /// A policing limit: calls over the rate fail with [`PoolError::RateLimited`](crate::PoolError::RateLimited).
     pub fn policing(per_second: f64, burst: u32) -> Self {
         RateLimit { per_second, burst, wait: false }
     }
@@ -92,7 +92,7 @@ pub struct PoolConfig {
     /// Most channels online at once (P-1). Default 1.
     pub size: usize,
     /// Bound on [`Pool::init`] / [`Pool::init_all`], and the longest a call waits for a channel
-    /// when none is online before failing with [`Error::NoChannel`] (P-4). Default 1 s.
+    /// when none is online before failing with [`PoolError::NoChannel`](crate::PoolError::NoChannel) (P-4). Default 1 s.
     pub connect_timeout: Duration,
     /// Bound on each single connect attempt (P-5). Default none (the routine's deadline still
     /// bounds it).
@@ -105,7 +105,7 @@ pub struct PoolConfig {
     /// How long a background redial keeps trying (P-8, P-9); `None` tries until it succeeds or
     /// the pool closes. Default 1 h.
     pub redial_timeout: Option<Duration>,
-    /// With no channel online, fail calls at once with [`Error::Cutoff`] (and redial in the
+    /// With no channel online, fail calls at once with [`PoolError::Cutoff`](crate::PoolError::Cutoff) (and redial in the
     /// background) instead of waiting up to `connect_timeout` (P-10). Default false.
     pub fail_on_cutoff: bool,
     /// At most one dial routine start per period (P-11). Default none.

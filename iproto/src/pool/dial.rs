@@ -10,6 +10,7 @@ use tokio::time::Instant;
 
 use super::{lock, Inner};
 use crate::channel::Channel;
+use crate::error::PoolError;
 use crate::Error;
 
 /// Until when a dial routine keeps trying.
@@ -93,7 +94,7 @@ impl Inner {
             let until = deadline();
             let start = Instant::now();
             if until <= Deadline::At(start) {
-                return Err(last_error.unwrap_or(Error::NoChannel));
+                return Err(last_error.unwrap_or(PoolError::NoChannel.into()));
             }
             let mut attempt_until = until;
             if let Some(t) = self.config.dial_timeout {
@@ -158,7 +159,7 @@ impl Inner {
         let tasks = (0..n).map(|_| async {
             let channel = self.connect_loop(|| deadline).await?;
             match self.store(channel) {
-                Ok(()) | Err(Error::PoolFull) => Ok(()),
+                Ok(()) | Err(Error::Pool(PoolError::PoolFull)) => Ok(()),
                 Err(e) => Err(e),
             }
         });

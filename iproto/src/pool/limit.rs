@@ -8,6 +8,7 @@ use governor::{DefaultDirectRateLimiter, Quota};
 use tokio::time::Instant;
 
 use super::{Inner, RateLimit};
+use crate::error::PoolError;
 use crate::Error;
 
 pub(super) enum Limiter {
@@ -37,7 +38,7 @@ impl Inner {
     pub(super) async fn admit(&self, budget: Duration) -> Result<(), Error> {
         let (bucket, wait) = match &self.limiter {
             None => return Ok(()),
-            Some(Limiter::Deny) => return Err(Error::RateLimited),
+            Some(Limiter::Deny) => return Err(PoolError::RateLimited.into()),
             Some(Limiter::Bucket { bucket, wait }) => (bucket, *wait),
         };
         let deadline = Instant::now() + budget;
@@ -45,11 +46,11 @@ impl Inner {
             let not_until = match bucket.check() {
                 Ok(()) => return Ok(()),
                 Err(not_until) if wait => not_until,
-                Err(_) => return Err(Error::RateLimited),
+                Err(_) => return Err(PoolError::RateLimited.into()),
             };
             let until = Instant::now() + not_until.wait_time_from(DefaultClock::default().now());
             if until > deadline {
-                return Err(Error::RateLimited);
+                return Err(PoolError::RateLimited.into());
             }
             tokio::time::sleep_until(until).await;
         }

@@ -38,6 +38,7 @@ use self::dial::DialState;
 use self::limit::Limiter;
 use self::online::{Online, Pick};
 use crate::channel::{CallOptions, Channel, ChannelStats, Sender};
+use crate::error::PoolError;
 use crate::net::Endpoint;
 use crate::wire::Packet;
 use crate::Error;
@@ -52,7 +53,7 @@ pub struct PoolStats {
     pub dial_count: u64,
     /// Failed connect attempts.
     pub dial_errors: u64,
-    /// Calls that waited for a channel and gave up ([`Error::NoChannel`]).
+    /// Calls that waited for a channel and gave up ([`PoolError::NoChannel`]).
     pub wait_errors: u64,
     /// Channels online now.
     pub online: usize,
@@ -193,7 +194,7 @@ impl Pool {
     }
 
     /// The next online channel, round-robin (P-15): waits up to the connect timeout for a dial
-    /// when none is online, or fails at once with [`Error::Cutoff`] with `fail_on_cutoff`.
+    /// when none is online, or fails at once with [`PoolError::Cutoff`] with `fail_on_cutoff`.
     /// Takes a rate-limit token.
     pub async fn next_channel(&self) -> Result<Channel, Error> {
         self.inner.admit(self.inner.config.channel.request_timeout).await?;
@@ -201,13 +202,13 @@ impl Pool {
     }
 
     /// Adds a connected channel to the online list (go-iproto's `StoreConn`, P-17):
-    /// [`Error::PoolFull`] when `size` channels are online, [`Error::Stopped`] after shutdown;
+    /// [`PoolError::PoolFull`] when `size` channels are online, [`Error::Stopped`] after shutdown;
     /// on error the channel is closed.
     pub fn store(&self, channel: Channel) -> Result<(), Error> {
         self.inner.store(channel)
     }
 
-    /// Waits until at least one channel is online, up to `timeout` ([`Error::NoChannel`]);
+    /// Waits until at least one channel is online, up to `timeout` ([`PoolError::NoChannel`]);
     /// starts a dial if none runs. A readiness check that takes no rate-limit token and
     /// ignores `fail_on_cutoff`.
     pub async fn wait_online(&self, timeout: Duration) -> Result<(), Error> {
@@ -221,7 +222,7 @@ impl Pool {
             }
             inner.dial_background();
             if tokio::time::timeout_at(deadline, events.changed()).await.is_err() {
-                return Err(Error::NoChannel);
+                return Err(PoolError::NoChannel.into());
             }
         }
     }

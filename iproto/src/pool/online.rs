@@ -10,6 +10,7 @@ use tokio::time::Instant;
 use super::dial::Deadline;
 use super::{lock, Inner};
 use crate::channel::Channel;
+use crate::error::PoolError;
 use crate::Error;
 
 /// A channel in the online list, with an id to remove it by.
@@ -158,7 +159,7 @@ impl Inner {
             }
             if self.config.fail_on_cutoff {
                 self.dial_background();
-                return Err(Error::Cutoff);
+                return Err(PoolError::Cutoff.into());
             }
             let wake = match self.start_dial(until) {
                 Ok(()) => deadline,
@@ -169,7 +170,7 @@ impl Inner {
                 Err(_) if wake < deadline => continue,
                 Err(_) => {
                     self.wait_errors.fetch_add(1, Relaxed);
-                    return Err(Error::NoChannel);
+                    return Err(PoolError::NoChannel.into());
                 }
             }
         }
@@ -181,7 +182,7 @@ impl Inner {
             if self.stopped.load(SeqCst) || channel.is_stopped() {
                 (false, Err(Error::Stopped))
             } else if list.len() >= self.config.size {
-                (false, Err(Error::PoolFull))
+                (false, Err(PoolError::PoolFull.into()))
             } else {
                 let id = self.next_id.fetch_add(1, Relaxed);
                 list.push(Member { id, channel: channel.clone() });
