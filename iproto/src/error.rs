@@ -91,6 +91,9 @@ pub enum Error {
     /// A route was registered twice on a [`ServeMux`](crate::ServeMux).
     #[error(transparent)]
     Route(#[from] DuplicateRoute),
+    /// A cluster's server list or balancer refused the call.
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
 }
 
 /// What a call was doing when its timeout ran out (see [`Error::Timeout`]).
@@ -134,9 +137,6 @@ pub enum PoolError {
     /// The pool refused to store another channel.
     #[error("pool is full")]
     PoolFull,
-    /// A cluster's server list or balancer refused the call.
-    #[error(transparent)]
-    Cluster(#[from] crate::cluster::ClusterError),
 }
 
 impl Error {

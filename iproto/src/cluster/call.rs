@@ -13,7 +13,8 @@ use super::list::{ClusterError, ServerSpec};
 use super::member::Member;
 use super::{member_id, Cluster};
 use crate::channel::CallOptions;
-use crate::wire::Packet;
+use crate::error::TimeoutStage;
+use crate::wire::{FrameError, Packet};
 use crate::Error;
 
 /// What one attempt sends.
@@ -22,6 +23,15 @@ pub(super) enum Op<'a> {
     Call { msg: u32, body: &'a [u8] },
     Notify { msg: u32, body: &'a [u8] },
     Send(&'a Packet),
+}
+
+impl Op<'_> {
+    fn msg(&self) -> u32 {
+        match *self {
+            Op::Call { msg, .. } | Op::Notify { msg, .. } => msg,
+            Op::Send(packet) => packet.header.msg,
+        }
+    }
 }
 
 /// What a failed attempt allows.
@@ -37,14 +47,14 @@ enum Fate {
 
 fn fate(e: &Error) -> Fate {
     match e {
-        Error::Stopped
-        | Error::Hijacked
-        | Error::Connect { .. }
-        | Error::Cutoff
-        | Error::NoChannel
-        | Error::RateLimited
-        | Error::PoolFull => Fate::NotSent,
-        Error::ReservedCode(_) | Error::BodyTooLarge(_) | Error::InvalidAddress(_) | Error::Cluster(_) => Fate::Final,
+        // Not sent, but no other server would take it either.
+        Error::ReservedCode(_)
+        | Error::Frame(FrameError::BodyOverflow { .. })
+        | Error::Pack(_)
+        | Error::InvalidAddress(_)
+        | Error::Cluster(_) => Fate::Final,
+        Error::Connect { .. } => Fate::NotSent,
+        e if e.is_not_sent() => Fate::NotSent,
         _ => Fate::MaybeSent,
     }
 }
@@ -69,7 +79,13 @@ async fn attempt(member: &Member, op: Op<'_>, opts: CallOptions, deadline: Insta
             Op::Send(packet) => member.pool.send(packet.clone()).await.map(|()| Bytes::new()),
         }
     };
-    tokio::time::timeout_at(deadline, sent).await.unwrap_or(Err(Error::Timeout))
+    let msg = op.msg();
+    let after = opts.timeout.unwrap_or_default();
+    tokio::time::timeout_at(deadline, sent).await.unwrap_or(Err(Error::Timeout {
+        msg,
+        after,
+        stage: TimeoutStage::Reply,
+    }))
 }
 
 impl Cluster {
@@ -90,7 +106,7 @@ impl Cluster {
             }
             let remaining = deadline.saturating_duration_since(Instant::now());
             if remaining.is_zero() {
-                return Err(Error::Timeout);
+                return Err(Error::Timeout { msg: op.msg(), after: budget, stage: TimeoutStage::Reply });
             }
             let topology = self.topology();
             let Some(member) = topology.pick(key, &tried)? else { break };
@@ -253,9 +269,11 @@ mod tests {
 
     #[test]
     fn errors_before_the_write_may_go_elsewhere_and_others_only_when_idempotent() {
-        assert_eq!(fate(&Error::Cutoff), Fate::NotSent);
+        assert_eq!(fate(&Error::Pool(crate::PoolError::Cutoff)), Fate::NotSent);
         assert_eq!(fate(&Error::Stopped), Fate::NotSent);
-        assert_eq!(fate(&Error::Timeout), Fate::MaybeSent);
+        let timeout = |stage| Error::Timeout { msg: 1, after: std::time::Duration::from_secs(1), stage };
+        assert_eq!(fate(&timeout(TimeoutStage::Reply)), Fate::MaybeSent);
+        assert_eq!(fate(&timeout(TimeoutStage::Channel)), Fate::NotSent);
         assert_eq!(fate(&Error::Dropped(None)), Fate::MaybeSent);
         assert_eq!(fate(&Error::ReservedCode(0xff00)), Fate::Final);
         assert_eq!(fate(&Error::Cluster(ClusterError::KeyRequired { balance: "ketama" })), Fate::Final);

@@ -10,6 +10,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::list::{ServerAddr, ServerSpec};
+use crate::error::PoolError;
 use crate::pool::{Pool, PoolStats};
 use crate::Error;
 
@@ -83,8 +84,7 @@ pub(crate) fn breaks_server(e: &Error) -> bool {
     matches!(
         e,
         Error::Connect { .. }
-            | Error::Cutoff
-            | Error::NoChannel
+            | Error::Pool(PoolError::Cutoff | PoolError::NoChannel)
             | Error::Dropped(_)
             | Error::PeerClosed { .. }
             | Error::Io(_)
