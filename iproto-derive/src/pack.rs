@@ -1,5 +1,5 @@
 //! `#[derive(IprotoPack)]`: writes the fields in declaration order, each in its own mode (the
-//! mode handed to the struct is ignored, S-2); enums write their tag first.
+//! mode handed to the struct is ignored); enums write their tag first.
 
 use proc_macro2::{Literal, TokenStream};
 use quote::{quote, ToTokens};

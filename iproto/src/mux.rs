@@ -1,4 +1,4 @@
-//! [`ServeMux`]: routes incoming requests to handlers by message code (V-3).
+//! [`ServeMux`]: routes incoming requests to handlers by message code.
 
 use std::collections::HashMap;
 

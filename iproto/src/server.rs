@@ -1,8 +1,8 @@
-//! [`Server`]: the accept loop (V-1) with a connection limit, TCP keepalive, accept-error
+//! [`Server`]: the accept loop with a connection limit, TCP keepalive, accept-error
 //! backoff, an accept hook (per-connection config, stream wrapping such as TLS), bounded
-//! per-connection hooks, and graceful shutdown of every accepted channel (V-5).
+//! per-connection hooks, and graceful shutdown of every accepted channel.
 //!
-//! Differences from go-iproto, on purpose: a failing accept hook closes the connection (V-1
+//! Differences from go-iproto, on purpose: a failing accept hook closes the connection (go-iproto
 //! leaks it); the hook runs in the connection's own task, so a slow one does not stall
 //! accepting; the shutdown signal interrupts a blocked accept; shutdown waits for the channels,
 //! bounded by [`ServerConfig::shutdown_timeout`].
@@ -359,7 +359,7 @@ impl Server {
     }
 }
 
-/// V-1: accept errors back off 5 ms, doubling, capped at 1 s.
+/// Accept errors back off 5 ms, doubling, capped at 1 s.
 fn next_backoff(previous: Duration) -> Duration {
     (previous * 2).clamp(Duration::from_millis(5), Duration::from_secs(1))
 }
@@ -458,7 +458,7 @@ impl ServerStatsHandle {
     }
 }
 
-/// Binds `addr` and serves `handler` forever (the seed's `ListenAndServe`).
+/// Binds `addr` and serves `handler` forever (go-iproto's `ListenAndServe`).
 ///
 /// ```no_run
 /// # async fn f() -> Result<(), iproto::Error> {

@@ -1,4 +1,4 @@
-//! The packet format (SPEC.md section 1): a 12-byte little-endian header `msg, len, sync`
+//! The packet format (docs/protocol.md): a 12-byte little-endian header `msg, len, sync`
 //! followed by `len` body bytes, and [`PacketCodec`], its `tokio_util` codec.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -249,24 +249,24 @@ mod tests {
 
     #[test]
     fn header_layout_w1() {
-        // W-1: first Call(42, "OK") on a fresh channel.
+        // First Call(42, "OK") on a fresh channel.
         assert_eq!(hex::encode(enc(&Packet::new(42, 1, "OK"))), "2a00000002000000010000004f4b");
         assert_eq!(hex::encode(enc(&Packet::new(MSG_PING, 0, ""))), "00ff00000000000000000000");
         assert_eq!(hex::encode(enc(&Packet::new(MSG_SHUTDOWN, 0, ""))), "01ff00000000000000000000");
-        // W-6: Msg=1, Len=0, Sync=3.
+        // Msg=1, Len=0, Sync=3.
         assert_eq!(hex::encode(enc(&Packet::new(1, 3, ""))), "010000000000000003000000");
     }
 
     #[test]
     fn encoder_derives_len_w5() {
-        // W-5: a header claiming the wrong length is ignored; len comes from the body.
+        // A header claiming the wrong length is ignored; len comes from the body.
         let p = Packet { header: Header { msg: 7, len: 999, sync: 2 }, body: Bytes::from_static(b"abc") };
         assert_eq!(&enc(&p)[4..8], &3u32.to_le_bytes());
     }
 
     #[test]
     fn size_limit_inclusive_w8() {
-        // W-8: len == limit passes, len > limit is an error naming both numbers.
+        // Len == limit passes, len > limit is an error naming both numbers.
         let mut codec = PacketCodec::with_size_limit(3);
         let mut ok = BytesMut::from(&enc(&Packet::new(1, 1, "abc"))[..]);
         assert_eq!(&codec.decode(&mut ok).unwrap().unwrap().body[..], b"abc");
@@ -293,7 +293,7 @@ mod tests {
         // Mid-header.
         let mut part = BytesMut::from(&[1u8, 0, 0][..]);
         assert!(matches!(codec.decode_eof(&mut part), Err(FrameError::Truncated { have: 3, need: 12 })));
-        // Full header, no body byte (go-iproto calls this a clean EOF; W-9 LAX).
+        // Full header, no body byte (go-iproto calls this a clean EOF).
         let mut head = BytesMut::from(&Header { msg: 1, len: 5, sync: 1 }.to_bytes()[..]);
         assert!(matches!(codec.decode_eof(&mut head), Err(FrameError::Truncated { have: 12, need: 17 })));
     }
@@ -308,7 +308,7 @@ mod tests {
         for i in 0..3u32 {
             let p = codec.decode(&mut buf).unwrap().unwrap();
             assert_eq!(p.header, Header { msg: i, len: i, sync: i + 1 });
-            assert_eq!(p.body.len(), i as usize); // W-10: len 0 gives an empty body
+            assert_eq!(p.body.len(), i as usize); // Len 0 gives an empty body
         }
         assert!(codec.decode(&mut buf).unwrap().is_none());
     }

@@ -17,7 +17,7 @@ use crate::error::{Error, TimeoutStage};
 use crate::wire::{encode_packet, FrameError, HEADER_LEN, MSG_RESERVED_MIN};
 
 impl Channel {
-    /// Sends a request and waits for its reply body, within the request timeout (C-22).
+    /// Sends a request and waits for its reply body, within the request timeout.
     ///
     /// Codes >= 0xff00 are refused with [`Error::ReservedCode`]; see
     /// [`CallOptions::allow_reserved`].
@@ -133,7 +133,7 @@ impl Channel {
         }
     }
 
-    /// Sends a notification: sync 0, no reply (C-23). Success means queued, not delivered.
+    /// Sends a notification: sync 0, no reply. Success means queued, not delivered.
     pub async fn notify(&self, msg: u32, body: &[u8]) -> Result<(), Error> {
         let s = &self.shared;
         stats::Counters::inc(&s.stats.callers.notices);

@@ -1,4 +1,4 @@
-//! [`ChannelConfig`] with go-iproto's defaults (catalogue C-1..C-13) and per-call
+//! [`ChannelConfig`] with go-iproto's defaults and per-call
 //! [`CallOptions`].
 
 use std::any::Any;
@@ -23,31 +23,31 @@ use crate::wire::{Packet, DEFAULT_SIZE_LIMIT};
 /// ```
 #[derive(Clone)]
 pub struct ChannelConfig {
-    /// Budget of one call, queueing included (C-2). Default 5 s.
+    /// Budget of one call, queueing included. Default 5 s.
     pub request_timeout: Duration,
-    /// How long a notification may wait for room in the write queue (C-4). Default 1 s.
+    /// How long a notification may wait for room in the write queue. Default 1 s.
     pub notice_timeout: Duration,
-    /// Interval of keepalive pings (C-5); `None` sends none. Default 1 min for channels we
+    /// Interval of keepalive pings; `None` sends none. Default 1 min for channels we
     /// dial, none on channels a server accepts (MR::IProto clients break on a server's ping).
     pub ping_interval: Option<Duration>,
-    /// Close after this long without a complete incoming packet (C-6). Default off.
+    /// Close after this long without a complete incoming packet. Default off.
     pub idle_timeout: Option<Duration>,
-    /// Bound on graceful shutdown (C-7). Default 5 s.
+    /// Bound on graceful shutdown. Default 5 s.
     pub shutdown_timeout: Duration,
-    /// Largest incoming body accepted, inclusive (C-9). Default 100 000 000.
+    /// Largest incoming body accepted, inclusive. Default 100 000 000.
     pub size_limit: u32,
-    /// Packets that may wait for the writer before senders wait (C-10). Default 50.
+    /// Packets that may wait for the writer before senders wait. Default 50.
     pub write_queue: usize,
     /// Bytes of packets that may wait for the writer even when `write_queue` packets already
-    /// do (C-12: go-iproto's writer batches into a buffer of this size besides its queue, so
+    /// do (go-iproto's writer batches into a buffer of this size besides its queue, so
     /// small packets do not wait for room). The queue holds up to `write_queue` packets or
     /// this many bytes, whichever is more. Default 4 096.
     pub write_buffer_size: usize,
-    /// Bound on one write to the socket (C-11). Default 5 s.
+    /// Bound on one write to the socket. Default 5 s.
     pub write_timeout: Duration,
     /// Never send pings even if `ping_interval` is set. Pings are still answered.
     pub disable_ping: bool,
-    /// Never send the 0xff01 shutdown packet (C-8, W-22), e.g. for Octopus peers that use the
+    /// Never send the 0xff01 shutdown packet, e.g. for Octopus peers that use the
     /// code for replication or MR::IProto clients that cannot handle it.
     pub disable_shutdown: bool,
     /// Incoming requests handled at once; at the limit the reader waits. Default 1 024.
@@ -194,7 +194,7 @@ impl fmt::Debug for ChannelConfig {
 pub struct CallOptions {
     /// Overrides the channel's request timeout for this call.
     pub timeout: Option<Duration>,
-    /// Allows a reserved code (>= 0xff00); off by default (SPEC.md section 1).
+    /// Allows a reserved code (>= 0xff00); off by default (docs/protocol.md).
     pub allow_reserved: bool,
     /// The request may run twice without harm, so a layer that retries (a cluster) may send
     /// it again after an attempt that may have reached a server. Default false: only attempts

@@ -1,4 +1,4 @@
-//! Pings and the idle timeout (W-15, C-6): one timer task per channel that needs either.
+//! Pings and the idle timeout: one timer task per channel that needs either.
 
 use std::sync::Arc;
 
@@ -46,7 +46,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
     }
 }
 
-/// One ping tick (W-15): send a ping if none is outstanding; fail if the outstanding one is
+/// One ping tick: send a ping if none is outstanding; fail if the outstanding one is
 /// older than twice the interval; otherwise wait (at most one ping in flight).
 async fn tick(shared: &Shared, interval: std::time::Duration, now: Instant) -> Result<(), Error> {
     if shared.is_stopped() {

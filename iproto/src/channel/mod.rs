@@ -181,9 +181,9 @@ impl Channel {
         }
     }
 
-    /// Sends a packet as is: any code, works during shutdown (C-24). Used for replies sent
+    /// Sends a packet as is: any code, works during shutdown. Used for replies sent
     /// outside a handler's return value. Fails with [`Error::Stopped`] once the writer is gone
-    /// (fixes C-24's silent loss).
+    /// (go-iproto reports success and loses the packet).
     pub async fn send(&self, packet: Packet) -> Result<(), Error> {
         let h = packet.header;
         self.shared.outbox.enqueue(h.msg, h.sync, &packet.body, Wait::Forever).await
@@ -206,7 +206,7 @@ impl Channel {
         }
     }
 
-    /// Graceful shutdown (W-18): stop new calls, wait for pending calls and in-flight
+    /// Graceful shutdown: stop new calls, wait for pending calls and in-flight
     /// handlers, exchange 0xff01 with the peer, flush, close. Bounded by the shutdown
     /// timeout. A second call waits for the first to finish.
     pub async fn shutdown(&self) {
@@ -283,7 +283,7 @@ impl Channel {
         &self.shared.config
     }
 
-    /// Takes the connection over (C-34): stops new calls, waits for pending calls (bounded by
+    /// Takes the connection over: stops new calls, waits for pending calls (bounded by
     /// the shutdown timeout), stops the tasks without closing the transport, and returns it
     /// with every byte read but not consumed: complete non-reply packets received meanwhile,
     /// then any partial packet.

@@ -32,7 +32,7 @@ impl Queue {
     /// Runs `write` (which adds `len` bytes) on the buffer if the queue has room and counts
     /// `count` packets. There is room while fewer than `write_queue` packets wait, or while
     /// the buffer stays within `write_buffer` bytes: go-iproto's writer holds a 4 KiB batch
-    /// besides its 50-packet queue, so small packets never wait for 50 others (C-10, C-12).
+    /// besides its 50-packet queue, so small packets never wait for 50 others.
     /// The caller wakes the writer once the lock is released.
     #[inline]
     pub(crate) fn try_push(
@@ -305,7 +305,7 @@ mod tests {
         .expect("open outbox")
     }
 
-    // C-10 / C-12: the queue takes `write_queue` packets of any size, then small packets while
+    // The queue takes `write_queue` packets of any size, then small packets while
     // the buffer stays within `write_buffer_size` bytes, then nothing until the writer swaps.
     #[test]
     fn queue_holds_write_queue_packets_or_write_buffer_bytes() {

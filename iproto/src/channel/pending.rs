@@ -1,6 +1,6 @@
-//! Calls waiting for their reply, keyed by `(msg, sync)` (W-11), the sync allocator (W-13,
-//! skipping 0 and keys in use) and a bounded memory of recently abandoned calls, so that a
-//! late reply is dropped and counted instead of reaching the handler (SPEC.md section 1).
+//! Calls waiting for their reply, keyed by `(msg, sync)`, the sync allocator (skipping
+//! 0 and keys in use) and a bounded memory of recently abandoned calls, so that a
+//! late reply is dropped and counted instead of reaching the handler (docs/protocol.md, Matching replies).
 //! Calls with the channel's default timeout carry their deadline here, for the sweep
 //! (`sweep.rs`) instead of a timer each.
 
@@ -19,7 +19,7 @@ pub(crate) type Reply = Result<Bytes, Error>;
 /// How many abandoned keys are remembered.
 const ABANDONED_CAP: usize = 4096;
 
-/// The pending-call key (W-11).
+/// The pending-call key.
 #[inline]
 pub(crate) fn key(msg: u32, sync: u32) -> u64 {
     (u64::from(msg) << 32) | u64::from(sync)
@@ -70,7 +70,7 @@ pub(crate) struct Pending {
 
 impl Pending {
     /// Registers a call with code `msg` and returns its sync: the next counter value that is
-    /// not 0, not pending and not recently abandoned for that `msg` (W-13), and what to do
+    /// not 0, not pending and not recently abandoned for that `msg`, and what to do
     /// and whether the caller must start the sweep task (the call has a `deadline` for it and
     /// none runs).
     pub fn insert(&mut self, msg: u32, tx: oneshot::Sender<Reply>, deadline: Option<Instant>) -> (u32, bool) {
@@ -197,7 +197,7 @@ mod tests {
         assert_eq!(p.insert(7, tx(), None).0, u32::MAX);
         // wraps: 0 is skipped
         assert_eq!(p.insert(7, tx(), None).0, 1);
-        // 2 is taken by msg 7: the next msg-7 call skips it, another msg may reuse it (W-11)
+        // 2 is taken by msg 7: the next msg-7 call skips it, another msg may reuse it
         p.next_sync = 1;
         assert_eq!(p.insert(9, tx(), None).0, 2);
         p.next_sync = 0;

@@ -1,5 +1,5 @@
-//! The incoming side: one reader task per connection decodes packets and classifies each one
-//! (W-12): the reply of a pending call, a late reply of an abandoned call (dropped and
+//! The incoming side: one reader task per connection decodes packets and classifies each one:
+//! the reply of a pending call, a late reply of an abandoned call (dropped and
 //! counted), a packet for the hijack buffer, a ping, a shutdown, or a request for the handler.
 
 use std::future::Future;
@@ -114,7 +114,7 @@ pub(crate) async fn run<R: AsyncRead + Unpin>(
     ReaderOutput { half: r, leftover: hijacked }
 }
 
-/// Classifies the packets of one read (W-12): replies of pending calls and late replies under
+/// Classifies the packets of one read: replies of pending calls and late replies under
 /// one lock of the pending table, then everything else in arrival order.
 async fn process(shared: &Arc<Shared>, batch: &mut Batch, hijacked: &mut BytesMut) {
     let mut late = 0u64;
@@ -135,7 +135,7 @@ async fn process(shared: &Arc<Shared>, batch: &mut Batch, hijacked: &mut BytesMu
         had_calls && pending.is_empty()
     };
     if late > 0 {
-        // Replies whose calls gave up are not requests (SPEC.md section 1, fixes W-12).
+        // Replies whose calls gave up are not requests (docs/protocol.md, Matching replies; go-iproto hands them to the handler).
         // Counted before the calls of the same read complete, so a caller that sees its
         // reply also sees the count.
         shared.stats.reader.late_replies.fetch_add(late, Relaxed);
@@ -195,7 +195,7 @@ type Work = futures_util::future::CatchUnwind<AssertUnwindSafe<super::handler::B
 fn dispatch_now(shared: &Arc<Shared>, packet: Packet, hijacked: &mut BytesMut, batch: &mut Batch) -> Option<Slow> {
     let h = packet.header;
     if shared.hijacking.load(SeqCst) {
-        // C-35: complete non-reply packets go to the hijack buffer, in order.
+        // Complete non-reply packets go to the hijack buffer, in order.
         hijacked.reserve(wire::HEADER_LEN + packet.body.len());
         hijacked.put_slice(&h.to_bytes());
         hijacked.put_slice(&packet.body);
@@ -292,7 +292,7 @@ fn spawn_handler(shared: &Arc<Shared>, work: Work, msg: u32, sync: u32, permit: 
     });
 }
 
-/// W-16: a received ping clears ours; it is answered with its own sync unless it is a sync-0
+/// A received ping clears ours; it is answered with its own sync unless it is a sync-0
 /// ping that arrived while ours was outstanding (then it is the peer's ping crossing ours).
 async fn answer_ping(shared: &Arc<Shared>, sync: u32) {
     let was_waiting = shared.ping_sent.lock().unwrap_or_else(|e| e.into_inner()).take().is_some();

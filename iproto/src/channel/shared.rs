@@ -113,7 +113,7 @@ impl Shared {
         true
     }
 
-    /// A fatal error: recorded (first one only) and the connection dropped (C-30).
+    /// A fatal error: recorded (first one only) and the connection dropped.
     pub(crate) fn fail(&self, error: Error) {
         if !self.dropped.load(SeqCst) {
             tracing::warn!(error = %error, "iproto channel failed");

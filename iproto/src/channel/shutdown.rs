@@ -1,4 +1,4 @@
-//! Graceful shutdown (W-18..W-24) and hijack (C-34): stop new calls, wait for our pending calls
+//! Graceful shutdown and hijack: stop new calls, wait for our pending calls
 //! and in-flight handlers, exchange 0xff01 with the peer, let the writer flush, then close —
 //! all bounded by the shutdown timeout.
 
@@ -27,7 +27,7 @@ pub(crate) async fn wait_for(notify: &Notify, mut cond: impl FnMut() -> bool) {
     }
 }
 
-/// A 0xff01 arrived (W-19): the peer is shutting down, so we do too.
+/// A 0xff01 arrived: the peer is shutting down, so we do too.
 pub(crate) fn peer_started(shared: &Arc<Shared>) {
     shared.peer_shutdown.store(true, SeqCst);
     shared.changed.notify_waiters();
@@ -49,7 +49,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
 }
 
 async fn graceful(shared: &Shared, deadline: Instant) {
-    // W-18 step 4: our own calls finish (replies, timeouts or cancellation).
+    // Our own calls finish (replies, timeouts or cancellation).
     wait_for(&shared.changed, || shared.outbox.pending().is_empty()).await;
     // Requests we are serving finish and their replies are queued.
     let max = u32::try_from(shared.config.max_concurrent_requests.max(1)).unwrap_or(u32::MAX);
@@ -57,7 +57,7 @@ async fn graceful(shared: &Shared, deadline: Instant) {
     if !shared.hijacking.load(SeqCst) {
         // Step 5: 0xff01 after everything queued, then wait for the peer's (or its EOF).
         // With `disable_shutdown` no 0xff01 goes out, so none is awaited either: go-iproto
-        // waits for the peer's anyway (W-22) and so always runs into the timeout against
+        // waits for the peer's anyway and so always runs into the timeout against
         // peers that never close on their own.
         if !shared.config.disable_shutdown {
             if let Err(e) =

@@ -1,4 +1,4 @@
-//! Channel counters (catalogue C-31) as 64-bit atomics: no 4 GiB death (C-32).
+//! Channel counters as 64-bit atomics: no 4 GiB death.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 

@@ -97,7 +97,7 @@ pub(crate) mod tests {
         hex::encode(out)
     }
 
-    /// Perl `pack 'w'` golden vectors (S-4, SPEC.md section 2), shared with the pack tests.
+    /// Perl `pack 'w'` reference vectors (docs/protocol.md, Serialization), shared with the pack tests.
     pub(crate) const GOLDEN: &[(u64, &str)] = &[
         (0, "00"),
         (5, "05"),
@@ -115,7 +115,7 @@ pub(crate) mod tests {
 
     #[test]
     fn golden_vectors_s4() {
-        // S-4: Perl pack 'w' vectors from SPEC.md section 2.
+        // Perl pack 'w' vectors from docs/protocol.md, Serialization.
         let cases = GOLDEN;
         for &(v, h) in cases {
             assert_eq!(enc(v), h, "encode {v}");
@@ -127,7 +127,7 @@ pub(crate) mod tests {
 
     #[test]
     fn limits_s5() {
-        // S-5: u16 allows 3 bytes, u32 5, u64 10; overflow of the target width is an error.
+        // `u16` allows 3 bytes, u32 5, u64 10; overflow of the target width is an error.
         assert!(matches!(
             get(&[0x84, 0x80, 0x00], 16, "u16", 0).unwrap_err().kind(),
             DecodeErrorKind::Overflow { value: 65536, .. }
@@ -136,7 +136,7 @@ pub(crate) mod tests {
             get(&[0x90, 0x80, 0x80, 0x80, 0x00], 32, "u32", 0).unwrap_err().kind(),
             DecodeErrorKind::Overflow { .. }
         ));
-        // S-13: 2^64 in ten bytes is rejected instead of silently truncated.
+        // 2^64 in ten bytes is rejected instead of silently truncated.
         let two64 = hex::decode("82808080808080808000").unwrap();
         assert!(matches!(get(&two64, 64, "u64", 0).unwrap_err().kind(), DecodeErrorKind::Overflow { .. }));
         assert!(matches!(
@@ -144,14 +144,14 @@ pub(crate) mod tests {
             DecodeErrorKind::BerTooLong { max_bytes: 10 }
         ));
         assert!(matches!(get(&[0x81], 32, "u32", 3).unwrap_err().kind(), DecodeErrorKind::UnexpectedEnd { .. }));
-        // Non-canonical leading 0x80 groups are accepted (S-5).
+        // Non-canonical leading 0x80 groups are accepted.
         assert_eq!(get(&[0x80, 0x80, 0x01], 16, "u16", 0).unwrap(), (1, 3));
     }
 
     #[test]
     fn fast_path_agrees_with_slow_path() {
         // The u64 fast path must give the 128-bit path's answer on every input, including
-        // 10-byte u64 encodings at and past 2^64 (S-13).
+        // 10-byte u64 encodings at and past 2^64.
         let mut inputs: Vec<Vec<u8>> =
             vec![hex::decode("81ffffffffffffffff7f").unwrap(), vec![0x82; 9], vec![0x80; 12]];
         inputs[1].push(0x00);

@@ -7,7 +7,7 @@ use bytes::{BufMut, Bytes};
 
 use super::{ber, seq, DecodeError, DecodeErrorKind, IprotoPack, IprotoUnpack, Mode, PackError, Reader};
 
-// ---- one-byte integers: one raw byte in both modes (S-15) ----
+// ---- one-byte integers: one raw byte in both modes ----
 
 impl IprotoPack for u8 {
     #[inline]
@@ -60,7 +60,7 @@ impl<'de> IprotoUnpack<'de> for i8 {
     }
 }
 
-// ---- wider integers: little-endian or BER of the unsigned bit pattern (S-6) ----
+// ---- wider integers: little-endian or BER of the unsigned bit pattern ----
 
 macro_rules! int_impl {
     ($($t:ty => $u:ty, $bits:literal, $name:literal;)*) => {$(
@@ -271,7 +271,7 @@ impl<'de> IprotoUnpack<'de> for Cow<'de, str> {
     }
 }
 
-// ---- sequences: a count in the mode, then elements in Fixed mode (S-2) ----
+// ---- sequences: a count in the mode, then elements in Fixed mode ----
 
 impl<T: IprotoPack> IprotoPack for Vec<T> {
     #[inline]

@@ -1,7 +1,7 @@
 //! Serialization of iproto payloads: the [`IprotoPack`] / [`IprotoUnpack`] traits, the two
 //! encoding [`Mode`]s and the top-level `pack*` / `unpack*` functions.
 //!
-//! The byte layout matches go-iproto's `Pack`/`Unpack` and Perl's `pack` (SPEC.md section 2):
+//! The byte layout matches go-iproto's `Pack`/`Unpack` and Perl's `pack` (docs/protocol.md, Serialization):
 //!
 //! * [`Mode::Fixed`]: integers little-endian at their width; strings, byte strings and
 //!   sequences carry a `u32` little-endian length or count.

@@ -1,4 +1,4 @@
-//! SPEC.md section 2 golden vectors (go-iproto's TestPack/TestUnpack/TestBER and the seed), through
+//! The reference vectors of docs/protocol.md (Serialization), from go-iproto's pack tests, through
 //! the std impls and the derive.
 
 use crate::{pack, pack_ber, unpack, unpack_ber, IprotoPack, IprotoUnpack};
@@ -41,7 +41,7 @@ struct Untagged {
 
 #[test]
 fn fixed_golden_vectors_s1() {
-    // TestPack / TestUnpack (S-1, S-6).
+    // TestPack / TestUnpack.
     check(258u16, false, "0201");
     check(-1234i16, false, "2efb");
     check(-1234567890i32, false, "2efd69b6");
@@ -52,7 +52,7 @@ fn fixed_golden_vectors_s1() {
 
 #[test]
 fn ber_golden_vectors_s4() {
-    // TestBER and the seed's BER table (S-4): Perl `pack 'w'`.
+    // go-iproto's BER table: Perl `pack 'w'`.
     let cases = super::ber::tests::GOLDEN;
     for &(v, h) in cases {
         check(v, true, h);
@@ -62,25 +62,25 @@ fn ber_golden_vectors_s4() {
 
 #[test]
 fn struct_golden_vectors_s2() {
-    // S-2: a struct ignores the mode handed to it; fields use their own attributes.
+    // A struct ignores the mode handed to it; fields use their own attributes.
     for ber in [false, true] {
         check(Plain { a: 15, s: "  ".into() }, ber, "0f020000002020");
         check(Tagged { a: 258, s: "  ".into() }, ber, "8202022020");
     }
-    // S-2: pack_ber of an untagged struct leaves its fields Fixed.
+    // `pack_ber` of an untagged struct leaves its fields Fixed.
     check(Untagged { a: 5, s: "x".into() }, true, "050000000100000078");
 }
 
 #[test]
 fn sequence_elements_stay_fixed_s2() {
-    // S-2 / S-15: only the count follows the mode; elements are Fixed.
+    // Only the count follows the mode; elements are Fixed.
     check(vec![1u32, 200], true, "0201000000c8000000");
     check(vec![String::from("a")], true, "010100000061");
 }
 
 #[test]
 fn one_byte_ints_ignore_mode_s15() {
-    // S-15: u8/i8 are one raw byte in both modes.
+    // `u8`/`i8` are one raw byte in both modes.
     check(200u8, true, "c8");
     check(-1i8, true, "ff");
 }

@@ -50,7 +50,7 @@ where
     }
 }
 
-/// A token-bucket rate limit on a pool's calls (P-13).
+/// A token-bucket rate limit on a pool's calls.
 ///
 /// ```
 /// use iproto::pool::{PoolConfig, RateLimit};
@@ -83,41 +83,41 @@ impl RateLimit {
     }
 }
 
-/// Settings of a [`Pool`], with go-iproto's defaults (P-1..P-13) except where noted.
+/// Settings of a [`Pool`], with go-iproto's defaults except where noted.
 #[derive(Clone)]
 pub struct PoolConfig {
-    /// Config of the pool's channels (P-2). Default [`ChannelConfig::client`]: pings every
+    /// Config of the pool's channels. Default [`ChannelConfig::client`]: pings every
     /// minute.
     pub channel: ChannelConfig,
-    /// Most channels online at once (P-1). Default 1.
+    /// Most channels online at once. Default 1.
     pub size: usize,
     /// Bound on [`Pool::init`] / [`Pool::init_all`], and the longest a call waits for a channel
-    /// when none is online before failing with [`PoolError::NoChannel`](crate::PoolError::NoChannel) (P-4). Default 1 s.
+    /// when none is online before failing with [`PoolError::NoChannel`](crate::PoolError::NoChannel). Default 1 s.
     pub connect_timeout: Duration,
-    /// Bound on each single connect attempt (P-5). Default none (the routine's deadline still
+    /// Bound on each single connect attempt. Default none (the routine's deadline still
     /// bounds it).
     pub dial_timeout: Option<Duration>,
-    /// First delay between connect attempts (P-6). Default 10 ms.
+    /// First delay between connect attempts. Default 10 ms.
     pub redial_interval: Duration,
     /// Cap of the exponentially growing, jittered delay; at or below `redial_interval` the
-    /// delay stays constant (P-7). Default 1 s (go-iproto: 0, linear growth).
+    /// delay stays constant. Default 1 s (go-iproto: 0, linear growth).
     pub max_redial_interval: Duration,
-    /// How long a background redial keeps trying (P-8, P-9); `None` tries until it succeeds or
+    /// How long a background redial keeps trying; `None` tries until it succeeds or
     /// the pool closes. Default 1 h.
     pub redial_timeout: Option<Duration>,
     /// With no channel online, fail calls at once with [`PoolError::Cutoff`](crate::PoolError::Cutoff) (and redial in the
-    /// background) instead of waiting up to `connect_timeout` (P-10). Default false.
+    /// background) instead of waiting up to `connect_timeout`. Default false.
     pub fail_on_cutoff: bool,
-    /// At most one dial routine start per period (P-11). Default none.
+    /// At most one dial routine start per period. Default none.
     pub dial_throttle: Option<Duration>,
-    /// Do not redial at once when a channel goes offline (P-12); calls still grow the pool.
+    /// Do not redial at once when a channel goes offline; calls still grow the pool.
     /// Default false.
     pub disable_pre_dial: bool,
-    /// Token-bucket limit on calls (P-13). Default none.
+    /// Token-bucket limit on calls. Default none.
     pub rate_limit: Option<RateLimit>,
-    /// Opens connections instead of the plain TCP / Unix connect (P-3). Default none.
+    /// Opens connections instead of the plain TCP / Unix connect. Default none.
     pub connector: Option<Arc<dyn Connector>>,
-    /// Pick channels strictly round-robin per call, as go-iproto does (P-15). Default false:
+    /// Pick channels strictly round-robin per call, as go-iproto does. Default false:
     /// a call joins the batch the previous pick started while that batch still waits for its
     /// writer and holds fewer than the channel's `write_queue` packets, so calls made in the
     /// same instant share one write instead of waking every connection for a packet or two
@@ -159,7 +159,7 @@ impl PoolConfig {
         let first = self.redial_interval.max(Duration::from_millis(1));
         let builder = ExponentialBuilder::default().with_min_delay(first).without_max_times();
         if self.max_redial_interval <= first {
-            // P-7: a cap at or below the interval means a constant delay.
+            // A cap at or below the interval means a constant delay.
             builder.with_factor(1.0).with_max_delay(first)
         } else {
             // Jitter adds up to one more delay, so grow to half the cap; `next_delay` clamps.

@@ -20,7 +20,7 @@ pub(super) enum Deadline {
     Never,
 }
 
-/// The single-flight dial routine's state (P-18, P-19).
+/// The single-flight dial routine's state.
 pub(super) struct DialState {
     running: bool,
     /// Only ever moves later while a routine runs.
@@ -36,7 +36,7 @@ impl DialState {
 }
 
 impl Inner {
-    /// Starts (or extends) a dial routine that keeps trying for the redial timeout (P-8).
+    /// Starts (or extends) a dial routine that keeps trying for the redial timeout.
     pub(super) fn dial_background(self: &Arc<Self>) {
         let until = match self.config.redial_timeout {
             Some(t) => Deadline::At(Instant::now() + t),
@@ -46,7 +46,7 @@ impl Inner {
     }
 
     /// Starts the single-flight dial routine, or joins the running one and extends its
-    /// deadline to at least `until` (P-18). `Err(when)`: throttled until `when`.
+    /// deadline to at least `until`. `Err(when)`: throttled until `when`.
     pub(super) fn start_dial(self: &Arc<Self>, until: Deadline) -> Result<(), Instant> {
         if self.stopped.load(SeqCst) {
             return Ok(());
@@ -85,8 +85,8 @@ impl Inner {
         self.bump();
     }
 
-    /// Dials until a connection is made, the deadline passes or the pool stops (U-1 with
-    /// exponential backoff). Attempts are spaced from start to start.
+    /// Dials until a connection is made, the deadline passes or the pool stops, with
+    /// exponential backoff. Attempts are spaced from start to start.
     pub(super) async fn connect_loop(&self, deadline: impl Fn() -> Deadline) -> Result<Channel, Error> {
         let mut delays = self.backoff.build();
         let mut last_error = None;
@@ -148,7 +148,7 @@ impl Inner {
         }
     }
 
-    /// `init`/`init_all` (P-20): dials up to `n` channels at once, each retrying until the
+    /// `init`/`init_all`: dials up to `n` channels at once, each retrying until the
     /// connect timeout; the first error is returned. A full pool counts as success.
     pub(super) async fn connect(self: &Arc<Self>, n: usize) -> Result<(), Error> {
         if self.stopped.load(SeqCst) {

@@ -34,7 +34,7 @@ impl Limiter {
 }
 
 impl Inner {
-    /// Takes a rate-limit token (P-13); shaping waits at most `budget`.
+    /// Takes a rate-limit token; shaping waits at most `budget`.
     pub(super) async fn admit(&self, budget: Duration) -> Result<(), Error> {
         let (bucket, wait) = match &self.limiter {
             None => return Ok(()),

@@ -1,18 +1,18 @@
-//! [`Pool`]: a set of channels to one address (catalogue P-1..P-27). Round-robin over the
+//! [`Pool`]: a set of channels to one address. Round-robin over the
 //! online channels, a single-flight background redial with exponential backoff and jitter
-//! (U-1, improved), an optional rate limit, graceful shutdown and summed statistics.
+//! (go-iproto: linear), an optional rate limit, graceful shutdown and summed statistics.
 //!
 //! Differences from go-iproto, on purpose:
 //! * redial backoff is exponential with jitter, capped by `max_redial_interval` (go: linear);
 //! * a throttled dial makes a waiting caller wait for the throttle window instead of failing
-//!   with `ErrThrottled`, and joining a running dial is never throttled (P-19);
+//!   with `ErrThrottled`, and joining a running dial is never throttled;
 //! * a call retries at most once on another channel, and the retry takes no second rate-limit
-//!   token (P-13, P-21);
+//!   token;
 //! * statistics of a closed channel are saved when it has closed, not when it left the online
-//!   list, so nothing it counted while finishing is lost (P-16);
+//!   list, so nothing it counted while finishing is lost;
 //! * concurrent calls join the batch another call just started on a channel, up to the
 //!   channel's `write_queue`, before moving round-robin to the next one, so a burst of calls
-//!   costs one write instead of one per connection (P-15; `strict_round_robin` turns it off).
+//!   costs one write instead of one per connection (`strict_round_robin` turns it off).
 
 mod config;
 mod dial;
@@ -43,7 +43,7 @@ use crate::net::Endpoint;
 use crate::wire::Packet;
 use crate::Error;
 
-/// A pool's counters (P-26).
+/// A pool's counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct PoolStats {
@@ -182,7 +182,7 @@ impl Pool {
         }
     }
 
-    /// Brings one channel online, retrying with backoff for up to the connect timeout (P-20).
+    /// Brings one channel online, retrying with backoff for up to the connect timeout.
     /// The rest of the pool grows in the background as calls come in.
     pub async fn init(&self) -> Result<(), Error> {
         self.inner.connect(1).await
@@ -193,7 +193,7 @@ impl Pool {
         self.inner.connect(self.inner.config.size).await
     }
 
-    /// The next online channel, round-robin (P-15): waits up to the connect timeout for a dial
+    /// The next online channel, round-robin: waits up to the connect timeout for a dial
     /// when none is online, or fails at once with [`PoolError::Cutoff`] with `fail_on_cutoff`.
     /// Takes a rate-limit token.
     pub async fn next_channel(&self) -> Result<Channel, Error> {
@@ -201,7 +201,7 @@ impl Pool {
         Ok(self.inner.acquire().await?.channel().clone())
     }
 
-    /// Adds a connected channel to the online list (go-iproto's `StoreConn`, P-17):
+    /// Adds a connected channel to the online list:
     /// [`PoolError::PoolFull`] when `size` channels are online, [`Error::Stopped`] after shutdown;
     /// on error the channel is closed.
     pub fn store(&self, channel: Channel) -> Result<(), Error> {
@@ -247,7 +247,7 @@ impl Pool {
         self.inner.stopped.load(SeqCst)
     }
 
-    /// Counters: every channel's (closed ones included) plus the pool's own (P-26).
+    /// Counters: every channel's (closed ones included) plus the pool's own.
     pub fn stats(&self) -> PoolStats {
         let inner = &self.inner;
         let channels = {
@@ -267,7 +267,7 @@ impl Pool {
         }
     }
 
-    /// Graceful shutdown (P-23): stops dialing and new calls, shuts every channel down at once
+    /// Graceful shutdown: stops dialing and new calls, shuts every channel down at once
     /// (each waits for its calls, exchanges 0xff01, bounded by its shutdown timeout) and waits
     /// for all of them. A second call waits for the first.
     pub async fn shutdown(&self) {
@@ -280,7 +280,7 @@ impl Pool {
         }
     }
 
-    /// Closes every channel at once (P-22); pending calls fail with [`Error::Dropped`]. Waits
+    /// Closes every channel at once; pending calls fail with [`Error::Dropped`]. Waits
     /// until their tasks have stopped. Idempotent.
     pub async fn close(&self) {
         self.inner.stop();
@@ -314,7 +314,7 @@ impl Inner {
 
 impl Pool {
     /// Sends a request on the next channel and waits for its reply; retries once on another
-    /// channel when the chosen one stopped before the request left (P-21).
+    /// channel when the chosen one stopped before the request left.
     pub async fn call_with(&self, msg: u32, body: &[u8], opts: CallOptions) -> Result<Bytes, Error> {
         let budget = opts.timeout.unwrap_or(self.inner.config.channel.request_timeout);
         self.on_next_channel(budget, |pick| async move { pick.channel().call_with(msg, body, opts).await }).await

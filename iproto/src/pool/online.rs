@@ -53,7 +53,7 @@ pub(super) struct Shard {
     next: AtomicUsize,
 }
 
-/// The online list (P-15, P-17): a master copy for writers, sharded copies for readers.
+/// The online list: a master copy for writers, sharded copies for readers.
 pub(super) struct Online {
     master: Mutex<Vec<Member>>,
     shards: Box<[Shard]>,
@@ -104,7 +104,7 @@ impl Online {
 }
 
 impl Inner {
-    /// Picks the next online channel that still takes calls, without waiting (P-15 step 3).
+    /// Picks the next online channel that still takes calls, without waiting.
     pub(super) fn pick(self: &Arc<Self>) -> Result<Option<Pick>, Error> {
         if self.stopped.load(Relaxed) {
             return Err(Error::Stopped);
@@ -176,7 +176,7 @@ impl Inner {
         }
     }
 
-    /// P-17: adds `channel` to the online list and watches it.
+    /// Adds `channel` to the online list and watches it.
     pub(super) fn store(self: &Arc<Self>, channel: Channel) -> Result<(), Error> {
         let stored = self.online.update(|list| {
             if self.stopped.load(SeqCst) || channel.is_stopped() {
@@ -202,7 +202,7 @@ impl Inner {
         Ok(())
     }
 
-    /// Takes a channel out of rotation as soon as it stops taking calls (P-16), then saves its
+    /// Takes a channel out of rotation as soon as it stops taking calls, then saves its
     /// counters once it has closed.
     pub(super) async fn watch(self: Arc<Self>, id: u64, channel: Channel) {
         channel.stopping().await;
@@ -215,7 +215,7 @@ impl Inner {
         }
     }
 
-    /// Removes channel `id` from the online list; redials unless told not to (P-12, P-16).
+    /// Removes channel `id` from the online list; redials unless told not to.
     pub(super) fn remove(self: &Arc<Self>, id: u64) {
         let removed = self.online.update(|list| {
             let before = list.len();
