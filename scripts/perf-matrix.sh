@@ -11,10 +11,15 @@
 # machine's cores, so compare ratios within one run, never figures across runs.
 #
 # Usage: scripts/perf-matrix.sh [--rounds N] [--duration SECS] [--cells "1x1 1x64 4x256"]
-#                               [--size BYTES] [--no-go] [--addr HOST:PORT [--server-pid PID]]
+#                               [--size BYTES] [--no-go] [--no-build] [--pack]
+#                               [--addr HOST:PORT [--server-pid PID]]
 #   --addr       measure another running echo server (loopback only) instead of ours: the
 #                table then shows every client against it beside the lean pair.
 #   --server-pid that server's process id, for its CPU per call.
+#   --no-build   use the binaries already built (to measure while the tree does not compile).
+#   --pack       also time packing and unpacking the pack benchmark's 128-byte Order: ours
+#                (cargo bench --bench pack, derive and hand-written) against go-iproto's
+#                reflection codec (go-pack-bench).
 # Env: IPROTO_SHARED (default: <repo>/../shared), CARGO_TARGET_DIR (default: <repo>/target).
 set -euo pipefail
 
@@ -25,6 +30,8 @@ SIZE=32
 WITH_GO=1
 ADDR=""
 ADDR_PID=""
+BUILD=1
+PACK=0
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 die() { echo "perf-matrix: $*" >&2; exit 1; }
@@ -36,6 +43,8 @@ while [ $# -gt 0 ]; do
         --cells) CELLS=${2:?--cells needs a value}; shift 2 ;;
         --size) SIZE=${2:?--size needs a value}; shift 2 ;;
         --no-go) WITH_GO=0; shift ;;
+        --no-build) BUILD=0; shift ;;
+        --pack) PACK=1; shift ;;
         --addr) ADDR=${2:?--addr needs a value}; shift 2 ;;
         --server-pid) ADDR_PID=${2:?--server-pid needs a value}; shift 2 ;;
         -h | --help) usage; exit 0 ;;
@@ -72,9 +81,12 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # --- build -----------------------------------------------------------------------------------
-echo "building: iproto (release), the lean yardstick, go-iproto's peers" >&2
-cargo build --release -q -p mr-iproto-cli --manifest-path "$ROOT/Cargo.toml"
 IPROTO="$TARGET/release/iproto"
+if [ "$BUILD" = 1 ]; then
+    echo "building: iproto (release), the lean yardstick, go-iproto's peers" >&2
+    cargo build --release -q -p mr-iproto-cli --manifest-path "$ROOT/Cargo.toml"
+fi
+[ -x "$IPROTO" ] || die "no $IPROTO (run without --no-build)"
 
 # The shared copy is read-only: build the yardstick from a copy of its own (outside our workspace).
 LEAN="$TARGET/ceiling"
@@ -86,7 +98,8 @@ if [ ! -f "$LEAN/Cargo.toml" ] || ! diff -rq "$SHARED/ceiling/src" "$LEAN/src" >
     printf '\n[workspace]\n' >>"$LEAN/Cargo.toml"
     cp "$ROOT/Cargo.lock" "$LEAN/Cargo.lock" # the same crate versions as ours, no new downloads
 fi
-CARGO_TARGET_DIR="$LEAN/target" cargo build --release -q --manifest-path "$LEAN/Cargo.toml"
+[ "$BUILD" = 0 ] && [ -x "$LEAN/target/release/raw-bench" ] ||
+    CARGO_TARGET_DIR="$LEAN/target" cargo build --release -q --manifest-path "$LEAN/Cargo.toml"
 RAW_SERVER="$LEAN/target/release/raw-server"
 RAW_BENCH="$LEAN/target/release/raw-bench"
 
@@ -306,3 +319,37 @@ END {
             us(c, p, "p50"), us(c, p, "p99"), errs[c SUBSEP p], cpu(c, p, "ccpu"), cpu(c, p, "scpu")
     }
 }' "$RESULTS"
+
+# --- packing the Order ------------------------------------------------------------------------
+if [ "$PACK" = 1 ]; then
+    echo >&2
+    echo "timing the Order: cargo bench --bench pack, go-pack-bench" >&2
+    cargo bench -q -p mr-iproto --manifest-path "$ROOT/Cargo.toml" --bench pack -- \
+        --warm-up-time 1 --measurement-time 2 'order/' >"$WORK/pack.txt" 2>"$WORK/pack.err" ||
+        { cat "$WORK/pack.err" >&2; die "cargo bench --bench pack failed"; }
+    go_pack="-"
+    if [ "$WITH_GO" = 1 ] && { [ -x "$GO_BIN/go-pack-bench" ] || command -v go >/dev/null; }; then
+        [ -x "$GO_BIN/go-pack-bench" ] || PEERS_WORK="$TARGET/go-peers" "$SHARED/peers/go/build.sh" "$GO_BIN" 2>/dev/null
+        "$GO_BIN/go-pack-bench" >"$WORK/go-pack.json"
+        go_pack="$WORK/go-pack.json"
+    fi
+    echo
+    echo "The pack benchmark's 128-byte Order (ns per call; ours: best of 300 interleaved rounds, into a reused"
+    echo "buffer; go-iproto: testing.Benchmark of Pack / Unpack, which allocate):"
+    echo
+    echo "| Order | ours, derive | ours, hand-written | go-iproto | go-iproto / ours (derive) | go-iproto allocations |"
+    echo "|---|---|---|---|---|---|"
+    for op in pack unpack; do
+        line=$(grep -E "^order/$op " "$WORK/pack.txt" || true)
+        [ -n "$line" ] || die "no order/$op line in cargo bench's output"
+        derive=$(echo "$line" | sed -n 's/.*derive *\([0-9.]*\) ns.*/\1/p')
+        hand=$(echo "$line" | sed -n 's/.*hand *\([0-9.]*\) ns.*/\1/p')
+        go_ns="-" go_allocs="-"
+        if [ "$go_pack" != "-" ]; then
+            go_ns=$(json "$go_pack" "${op}_ns")
+            go_allocs=$(json "$go_pack" "${op}_allocs")
+        fi
+        awk -v op="$op" -v d="$derive" -v h="$hand" -v g="$go_ns" -v a="$go_allocs" 'BEGIN {
+            printf "| %s | %s ns | %s ns | %s ns | %s | %s |\n", op, d, h, g, (g == "-" || d == 0) ? "-" : sprintf("%.1fx", g / d), a }'
+    done
+fi
