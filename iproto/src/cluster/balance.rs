@@ -25,7 +25,8 @@ pub type BalancerFactory = Arc<dyn Fn(&ServerList) -> Box<dyn Balancer> + Send +
 /// plus our `consistent`).
 #[derive(Clone, Default)]
 pub enum Balance {
-    /// Rotation over the servers, each taking `weight` calls in turn, skipping the ones down.
+    /// Rotation over the servers, each taking `weight` calls in turn; the turns of servers
+    /// down pass to the next turn, so the others share them evenly.
     /// Keys are ignored. (MR::IProto's "round-robin" draws at random without replacement and
     /// ignores weights.)
     #[default]
@@ -153,8 +154,18 @@ impl RoundRobin {
 
 impl Balancer for RoundRobin {
     fn pick(&self, _key: Option<&[u8]>, usable: &dyn Fn(usize) -> bool) -> Result<Option<usize>, ClusterError> {
-        let slot = self.next.fetch_add(1, Relaxed) as u64 % self.weights.total();
-        Ok(self.weights.next_usable(self.weights.server(slot), usable))
+        let total = self.weights.total();
+        for _ in 0..self.weights.ends.len() {
+            let slot = self.next.fetch_add(1, Relaxed) as u64 % total;
+            let server = self.weights.server(slot);
+            if usable(server) {
+                return Ok(Some(server));
+            }
+            // The turn of a server down passes to the next turn, not to its neighbour (which
+            // would take twice its share): skip the rest of its slots.
+            self.next.fetch_add((self.weights.ends[server] - 1 - slot) as usize, Relaxed);
+        }
+        Ok(self.weights.next_usable(0, usable))
     }
 }
 
@@ -310,7 +321,7 @@ mod tests {
         let picks: Vec<usize> = (0..8).map(|_| rr.pick(None, &all).unwrap().unwrap()).collect();
         assert_eq!(picks, [0, 1, 1, 2, 0, 1, 1, 2]);
         let picks: Vec<usize> = (0..4).map(|_| rr.pick(None, &|i| i != 1).unwrap().unwrap()).collect();
-        assert_eq!(picks, [0, 2, 2, 2]);
+        assert_eq!(picks, [0, 2, 0, 2], "the turns of a server down are shared, not given to its neighbour");
         assert_eq!(rr.pick(None, &|_| false).unwrap(), None);
     }
 
