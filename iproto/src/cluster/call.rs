@@ -98,10 +98,18 @@ impl Cluster {
             _ => config.pool.channel.request_timeout,
         });
         let deadline = Instant::now() + budget;
+        // The whole call's bound, named in the error when it ran out (not an attempt's rest).
+        let whole = |e: Error| match e {
+            Error::Timeout { stage: TimeoutStage::Reply, .. } if Instant::now() >= deadline => {
+                Error::Timeout { msg: op.msg(), after: budget, stage: TimeoutStage::Reply }
+            }
+            e => e,
+        };
+        // Servers tried, one per attempt made (a hedged round makes two).
         let mut tried: Vec<usize> = Vec::new();
         let mut last_error = None;
-        for n in 0..config.max_attempts.max(1) {
-            if n > 0 && !config.retry_delay.is_zero() {
+        while tried.len() < config.max_attempts.max(1) as usize {
+            if !tried.is_empty() && !config.retry_delay.is_zero() {
                 tokio::time::sleep_until((Instant::now() + config.retry_delay).min(deadline)).await;
             }
             let remaining = deadline.saturating_duration_since(Instant::now());
@@ -112,7 +120,9 @@ impl Cluster {
             let Some(member) = topology.pick(key, &tried)? else { break };
             let opts = CallOptions { timeout: Some(remaining), ..opts };
             let hedge = match (config.hedge_after, op) {
-                (Some(after), Op::Call { .. }) if opts.idempotent && n + 1 < config.max_attempts => Some(after),
+                (Some(after), Op::Call { .. }) if opts.idempotent && tried.len() + 1 < config.max_attempts as usize => {
+                    Some(after)
+                }
                 _ => None,
             };
             let result = match hedge {
@@ -130,12 +140,12 @@ impl Cluster {
                 Ok(reply) => return Ok(reply),
                 Err(e) => match fate(&e) {
                     Fate::Final => return Err(e),
-                    Fate::MaybeSent if !opts.idempotent => return Err(e),
+                    Fate::MaybeSent if !opts.idempotent => return Err(whole(e)),
                     _ => last_error = Some(e),
                 },
             }
         }
-        Err(last_error.unwrap_or(Error::Cluster(ClusterError::NoServer)))
+        Err(last_error.map_or(Error::Cluster(ClusterError::NoServer), whole))
     }
 
     pub(super) async fn run_unit(&self, key: Option<&[u8]>, op: Op<'_>) -> Result<(), Error> {
