@@ -9,42 +9,46 @@
 //! * [`rpc`]: typed RPC, message codes tied to request and reply types; `#[derive(Request)]`
 //!   and [`#[service]`](service) generate clients over any [`Sender`] and [`ServeMux`] routes
 //!   (complete example in the [`rpc`] docs and `examples/typed_rpc.rs`).
+//! * [`channel`]: one connection ([`Channel`]): calls, notifications, pings, graceful shutdown.
+//! * [`server`] and [`mux`]: the accept loop ([`Server`]) and routing by message code
+//!   ([`ServeMux`]).
+//! * [`pool`] and [`cluster`]: many connections to one address ([`Pool`]) and to many servers
+//!   ([`Cluster`], with MR::IProto's balancing).
+//! * [`net`]: addresses (`host:port`, `unix:/path`) and transports.
+//!
+//! The protocol rules this crate implements, and where it differs from go-iproto, are in
+//! `docs/protocol.md` of the repository.
 #![warn(missing_docs)]
-
-pub mod pack;
-pub mod wire;
 
 // Lets the derives' `::iproto::...` paths resolve inside this crate's own unit tests.
 extern crate self as iproto;
 
+pub mod channel;
+pub mod cluster;
+mod error;
+mod lock;
+pub mod mux;
+pub mod net;
+pub mod pack;
+pub mod pool;
+pub mod rpc;
+pub mod server;
+pub mod wire;
+
 /// The `bytes` crate, for `Bytes` fields and hand-written impls (`BufMut`).
 pub use bytes;
+
+pub use channel::{BoxHandler, CallOptions, Channel, ChannelConfig, ChannelStats, Handler, Sender};
+pub use cluster::{Balance, Cluster, ClusterConfig, ClusterError, ServerList};
+pub use error::{Error, PoolError, TimeoutStage};
 pub use iproto_derive::{IprotoPack, IprotoUnpack};
+pub use mux::{DuplicateRoute, ServeMux};
+pub use net::{Addr, Stream, Transport};
 pub use pack::{
     append, append_ber, pack, pack_ber, unpack, unpack_ber, unpack_exact, unpack_exact_ber, DecodeError,
     DecodeErrorKind, IprotoPack, IprotoUnpack, IprotoUnpackOwned, Mode, PackError, Reader,
 };
-pub use wire::{FrameError, Header, Packet, PacketCodec, HEADER_LEN, MSG_PING, MSG_SHUTDOWN};
-
-pub mod channel;
-mod error;
-pub mod net;
-
-pub use channel::{BoxHandler, CallOptions, Channel, ChannelConfig, ChannelStats, Handler, Sender};
-pub use error::{Error, PoolError, TimeoutStage};
-pub mod mux;
-pub mod server;
-
-pub use mux::ServeMux;
-pub use server::{listen_and_serve, Server, ServerConfig, ServerStats};
-pub mod pool;
-
 pub use pool::{Pool, PoolConfig, PoolStats};
-
-pub mod cluster;
-
-pub use cluster::{Balance, Cluster, ClusterConfig, ClusterError, ServerList};
-
-pub mod rpc;
-
-pub use rpc::{service, CallError, Request, SenderExt, ServiceError};
+pub use rpc::{service, CallError, Notice, RemoteError, Request, SenderExt, ServiceError};
+pub use server::{listen_and_serve, Server, ServerConfig, ServerStats};
+pub use wire::{FrameError, Header, Packet, PacketCodec, HEADER_LEN, MSG_PING, MSG_SHUTDOWN};

@@ -10,25 +10,23 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use backon::{BackoffBuilder, ExponentialBuilder};
+use futures_util::future::BoxFuture;
 use tokio::sync::watch;
 
 use crate::channel::{Channel, ChannelConfig, Handler};
 use crate::net::{Addr, Endpoint, Stream};
 use crate::Error;
 
-/// A boxed future, as hooks return.
-pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
-
 /// Turns an accepted stream into a channel: see [`ServerConfig::on_accept`].
-pub type AcceptHook = Arc<dyn Fn(Stream, ChannelConfig) -> BoxFuture<Result<Channel, Error>> + Send + Sync>;
+pub type AcceptHook = Arc<dyn Fn(Stream, ChannelConfig) -> BoxFuture<'static, Result<Channel, Error>> + Send + Sync>;
 
 /// Runs for one channel: see [`ServerConfig::on_shutdown`] and [`ServerConfig::on_close`].
-pub type ChannelHook = Arc<dyn Fn(Channel) -> BoxFuture<()> + Send + Sync>;
+pub type ChannelHook = Arc<dyn Fn(Channel) -> BoxFuture<'static, ()> + Send + Sync>;
 
 /// Settings of a [`Server`].
 ///
@@ -189,7 +187,7 @@ struct Inner {
 
 impl Inner {
     fn registry(&self) -> MutexGuard<'_, Registry> {
-        self.registry.lock().unwrap_or_else(|e| e.into_inner())
+        crate::lock::lock(&self.registry)
     }
 }
 
@@ -307,7 +305,7 @@ impl Server {
         let Server { listener, config, inner, .. } = self;
         let config = Arc::new(ServerConfig { channel: config.channel.clone().with_handler(handler), ..config });
         tokio::pin!(signal);
-        let mut backoff = Duration::ZERO;
+        let mut delays = accept_backoff();
         loop {
             let accepted = tokio::select! {
                 biased;
@@ -316,12 +314,12 @@ impl Server {
             };
             let stream = match accepted {
                 Ok(s) => {
-                    backoff = Duration::ZERO;
+                    delays = accept_backoff();
                     s
                 }
                 Err(e) => {
                     inner.accept_errors.fetch_add(1, Relaxed);
-                    backoff = next_backoff(backoff);
+                    let backoff = delays.next().unwrap_or(ACCEPT_BACKOFF_MAX);
                     tracing::warn!(error = %e, ?backoff, "accept failed; retrying");
                     tokio::select! {
                         biased;
@@ -359,9 +357,18 @@ impl Server {
     }
 }
 
-/// Accept errors back off 5 ms, doubling, capped at 1 s.
-fn next_backoff(previous: Duration) -> Duration {
-    (previous * 2).clamp(Duration::from_millis(5), Duration::from_secs(1))
+/// The longest wait after a failed accept.
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// Waits after consecutive failed accepts: 5 ms, doubling, capped at 1 s (go-iproto's), without
+/// jitter; a successful accept starts over.
+fn accept_backoff() -> impl Iterator<Item = Duration> {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(5))
+        .with_factor(2.0)
+        .with_max_delay(ACCEPT_BACKOFF_MAX)
+        .without_max_times()
+        .build()
 }
 
 /// Shuts every channel down and waits until every connection has ended, within `bound`.
@@ -475,12 +482,11 @@ mod tests {
 
     #[test]
     fn accept_backoff_doubles_from_5ms_to_1s() {
-        let mut d = Duration::ZERO;
-        let mut seen = Vec::new();
-        for _ in 0..10 {
-            d = next_backoff(d);
-            seen.push(d.as_millis());
+        let seen: Vec<Duration> = accept_backoff().take(10).collect();
+        let want = [5, 10, 20, 40, 80, 160, 320, 640, 1000, 1000].map(Duration::from_millis);
+        // backon computes the doubling in floating point: equal to within a millisecond.
+        for (got, want) in seen.iter().zip(want) {
+            assert!(got.abs_diff(want) < Duration::from_millis(1), "{seen:?}");
         }
-        assert_eq!(seen, [5, 10, 20, 40, 80, 160, 320, 640, 1000, 1000]);
     }
 }

@@ -1,7 +1,6 @@
 //! [`Handler`]: what a channel does with incoming requests. Async closures implement it.
 
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -37,7 +36,7 @@ where
 }
 
 /// A boxed handler future.
-pub(crate) type BoxFuture = Pin<Box<dyn Future<Output = Option<Bytes>> + Send + 'static>>;
+pub(crate) type BoxFuture = futures_util::future::BoxFuture<'static, Option<Bytes>>;
 
 /// Object-safe form of [`Handler`], so configs and channels are not generic over it.
 pub(crate) trait DynHandler: Send + Sync + 'static {

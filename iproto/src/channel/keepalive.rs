@@ -53,7 +53,7 @@ async fn tick(shared: &Shared, interval: std::time::Duration, now: Instant) -> R
         return Ok(());
     }
     let outstanding = {
-        let mut sent = shared.ping_sent.lock().unwrap_or_else(|e| e.into_inner());
+        let mut sent = crate::lock::lock(&shared.ping_sent);
         let outstanding = *sent;
         if outstanding.is_none() {
             *sent = Some(now);

@@ -297,7 +297,7 @@ impl Channel {
         }
         shutdown::run(s.clone()).await;
         self.closed().await;
-        let taken = s.hijack_slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let taken = crate::lock::lock(&s.hijack_slot).take();
         match (s.reason.get(), taken) {
             (Some(reason), _) => Err(reason.as_ref().clone()),
             (None, Some(parts)) => Ok(parts),
@@ -359,8 +359,7 @@ where
             match (supervisor.hijacking.load(SeqCst), r, w) {
                 (true, Ok(r), Ok(w)) => {
                     let leftover: BytesMut = r.leftover;
-                    *supervisor.hijack_slot.lock().unwrap_or_else(|e| e.into_inner()) =
-                        Some((reunite(r.half, w), leftover.freeze()));
+                    *crate::lock::lock(&supervisor.hijack_slot) = Some((reunite(r.half, w), leftover.freeze()));
                 }
                 // Drop both halves here, so the transport is closed when closed() resolves.
                 (_, r, w) => drop((r, w)),

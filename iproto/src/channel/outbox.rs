@@ -118,7 +118,7 @@ impl Outbox {
     }
 
     pub(crate) fn book(&self) -> MutexGuard<'_, Book> {
-        self.book.lock().unwrap_or_else(|e| e.into_inner())
+        crate::lock::lock(&self.book)
     }
 
     pub(crate) fn pending(&self) -> PendingRef<'_> {

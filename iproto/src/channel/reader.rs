@@ -295,7 +295,7 @@ fn spawn_handler(shared: &Arc<Shared>, work: Work, msg: u32, sync: u32, permit: 
 /// A received ping clears ours; it is answered with its own sync unless it is a sync-0
 /// ping that arrived while ours was outstanding (then it is the peer's ping crossing ours).
 async fn answer_ping(shared: &Arc<Shared>, sync: u32) {
-    let was_waiting = shared.ping_sent.lock().unwrap_or_else(|e| e.into_inner()).take().is_some();
+    let was_waiting = crate::lock::lock(&shared.ping_sent).take().is_some();
     if was_waiting && sync == 0 {
         return;
     }

@@ -32,7 +32,7 @@ impl<W> WriteHalf<W> {
     }
 
     fn io(&self) -> MutexGuard<'_, Option<W>> {
-        self.io.lock().unwrap_or_else(|e| e.into_inner())
+        crate::lock::lock(&self.io)
     }
 }
 

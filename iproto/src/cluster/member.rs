@@ -2,7 +2,7 @@
 //! with backoff until it answers again) and its counters.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::list::{ServerAddr, ServerSpec};
 use crate::error::PoolError;
+use crate::lock::lock;
 use crate::pool::{Pool, PoolStats};
 use crate::Error;
 
@@ -73,10 +74,6 @@ pub(crate) struct Member {
     probe: Probe,
     /// Cancelled when the member leaves the cluster or the cluster closes: stops its probe.
     pub stop: CancellationToken,
-}
-
-fn lock(m: &Mutex<Health>) -> MutexGuard<'_, Health> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Errors that say the server cannot be reached now (as opposed to a slow or refusing reply).

@@ -216,7 +216,7 @@ impl Cluster {
     }
 
     fn topology(&self) -> Arc<Topology> {
-        self.inner.topology.read().unwrap_or_else(|e| e.into_inner()).clone()
+        crate::lock::read(&self.inner.topology).clone()
     }
 
     /// The configuration.
@@ -287,7 +287,7 @@ impl Cluster {
         }
         let balancer = inner.config.balance.build(&list);
         let topology = Arc::new(Topology { list, members, balancer });
-        *inner.topology.write().unwrap_or_else(|e| e.into_inner()) = topology.clone();
+        *crate::lock::write(&inner.topology) = topology.clone();
         for gone in old.members.iter().filter(|m| !topology.members.iter().any(|n| Arc::ptr_eq(m, n))) {
             gone.stop.cancel();
             let gone = gone.clone();

@@ -8,9 +8,10 @@ use std::sync::Arc;
 use backon::BackoffBuilder;
 use tokio::time::Instant;
 
-use super::{lock, Inner};
+use super::Inner;
 use crate::channel::Channel;
 use crate::error::PoolError;
+use crate::lock::lock;
 use crate::Error;
 
 /// Until when a dial routine keeps trying.

@@ -25,7 +25,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed, Ordering::SeqCst};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use backon::ExponentialBuilder;
@@ -39,6 +39,7 @@ use self::limit::Limiter;
 use self::online::{Online, Pick};
 use crate::channel::{CallOptions, Channel, ChannelStats, Sender};
 use crate::error::PoolError;
+use crate::lock::lock;
 use crate::net::Endpoint;
 use crate::wire::Packet;
 use crate::Error;
@@ -137,9 +138,6 @@ struct Inner {
     handles: AtomicUsize,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
 impl Pool {
     /// A pool that has dialed nothing yet; the first call (or [`init`](Self::init)) dials.
     /// `addr` is `host:port` or `unix:/path` (any string with a custom connector).

@@ -8,9 +8,10 @@ use std::sync::{Arc, Mutex, RwLock};
 use tokio::time::Instant;
 
 use super::dial::Deadline;
-use super::{lock, Inner};
+use super::Inner;
 use crate::channel::Channel;
 use crate::error::PoolError;
+use crate::lock::{lock, read, write};
 use crate::Error;
 
 /// A channel in the online list, with an id to remove it by.
@@ -78,7 +79,7 @@ impl Online {
     /// The calling thread's copy and its round-robin counter.
     pub(super) fn snapshot(&self) -> (Arc<Snapshot>, &AtomicUsize) {
         let shard = self.shard();
-        (shard.online.read().unwrap_or_else(|e| e.into_inner()).clone(), &shard.next)
+        (read(&shard.online).clone(), &shard.next)
     }
 
     pub(super) fn members(&self) -> Vec<Member> {
@@ -96,7 +97,7 @@ impl Online {
         if changed {
             for shard in self.shards.iter() {
                 let copy = Arc::new(Snapshot { members: master.clone().into_boxed_slice() });
-                *shard.online.write().unwrap_or_else(|e| e.into_inner()) = copy;
+                *write(&shard.online) = copy;
             }
         }
         result

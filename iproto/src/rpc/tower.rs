@@ -1,8 +1,6 @@
 //! `tower::Service` for [`Channel`] and [`Pool`] (raw calls) and [`Client`] (typed calls), so that
 //! timeout, retry, load-shedding and metrics layers stack on them.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::task::{Context as TaskContext, Poll};
 
 use bytes::Bytes;
@@ -12,7 +10,7 @@ use super::{CallError, Client, Request};
 use crate::channel::{CallOptions, Channel, Sender};
 use crate::{Error, Pool};
 
-type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+type BoxFuture<T> = futures_util::future::BoxFuture<'static, T>;
 
 /// A raw call for `tower::Service<RawCall> for Channel`.
 ///
