@@ -322,20 +322,14 @@ pub fn parse_msg(text: &str) -> Result<u32, String> {
     parsed.map_err(|e| format!("{text:?} is not a message code (u32, decimal or 0x hex): {e}"))
 }
 
-/// Parses a duration: a number with an optional unit `us`, `ms`, `s`, `m` (seconds if none).
+/// Parses a duration: a bare number of seconds (`1.5`) or humantime's forms (`500ms`, `5s`,
+/// `2m`, `1m30s`, `1h`).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
-    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
-    let (number, unit) = t.split_at(split);
-    let value: f64 = number.parse().map_err(|_| format!("{text:?} is not a duration (e.g. 5s, 500ms, 1.5)"))?;
-    let scale = match unit {
-        "" | "s" => 1.0,
-        "ms" => 1e-3,
-        "us" => 1e-6,
-        "m" => 60.0,
-        _ => return Err(format!("unknown unit {unit:?} in {text:?} (use us, ms, s or m)")),
-    };
-    Duration::try_from_secs_f64(value * scale).map_err(|e| format!("{text:?} is not a duration: {e}"))
+    if let Ok(seconds) = t.parse::<f64>() {
+        return Duration::try_from_secs_f64(seconds).map_err(|e| format!("{text:?} is not a duration: {e}"));
+    }
+    humantime::parse_duration(t).map_err(|e| format!("{text:?} is not a duration (e.g. 5s, 500ms, 1.5): {e}"))
 }
 
 fn parse_rate(text: &str) -> Result<f64, String> {
@@ -406,7 +400,9 @@ mod tests {
         assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
         assert_eq!(parse_duration("1.5").unwrap(), Duration::from_millis(1500));
         assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
-        assert!(parse_duration("5h").is_err());
+        assert_eq!(parse_duration("1m30s").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("5h").unwrap(), Duration::from_secs(5 * 3600));
+        assert!(parse_duration("5 parsecs").is_err());
         assert!(parse_duration("-1s").is_err());
         assert!(parse_duration("").is_err());
     }
