@@ -1,5 +1,5 @@
 //! Channel behaviour against a raw peer (an in-memory duplex whose other end the test drives
-//! byte by byte) and against another Channel. Catalogue IDs name the behaviour each test pins.
+//! byte by byte) and against another Channel.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -9,33 +9,37 @@ use bytes::Bytes;
 use iproto::{CallOptions, Channel, ChannelConfig, Error, Header, Packet, MSG_PING, MSG_SHUTDOWN};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
+#[path = "../../tests/support/fixtures.rs"]
+mod fixtures;
+use fixtures::{within, yield_until};
+
 /// The raw other end of a channel.
 struct Peer(DuplexStream);
 
 impl Peer {
     async fn read(&mut self) -> Packet {
         let mut head = [0u8; 12];
-        self.0.read_exact(&mut head).await.expect("peer read header");
+        within("a packet header from the channel", self.0.read_exact(&mut head)).await.expect("peer read header");
         let header = Header::from_bytes(&head);
         let mut body = vec![0u8; header.len as usize];
-        self.0.read_exact(&mut body).await.expect("peer read body");
+        within("a packet body from the channel", self.0.read_exact(&mut body)).await.expect("peer read body");
         Packet { header, body: body.into() }
     }
 
     async fn write(&mut self, msg: u32, sync: u32, body: &[u8]) {
         let mut out = Header { msg, len: body.len() as u32, sync }.to_bytes().to_vec();
         out.extend_from_slice(body);
-        self.0.write_all(&out).await.expect("peer write");
+        within("the channel reading our packet", self.0.write_all(&out)).await.expect("peer write");
     }
 
     async fn write_raw(&mut self, bytes: &[u8]) {
-        self.0.write_all(bytes).await.expect("peer write");
+        within("the channel reading our bytes", self.0.write_all(bytes)).await.expect("peer write");
     }
 
     /// Reads until EOF, returning the packets seen.
     async fn read_to_eof(&mut self) -> Vec<Packet> {
         let mut all = Vec::new();
-        self.0.read_to_end(&mut all).await.expect("read to eof");
+        within("the channel closing its end", self.0.read_to_end(&mut all)).await.expect("read to eof");
         let mut out = Vec::new();
         let mut rest = &all[..];
         while rest.len() >= 12 {
@@ -79,20 +83,20 @@ fn channels(client: ChannelConfig, server: ChannelConfig) -> (Channel, Channel) 
 }
 
 #[tokio::test]
-async fn call_gets_reply_with_first_sync_one_w1_w13_c3() {
+async fn a_call_gets_its_reply_and_the_first_sync_is_one() {
     let (ch, mut peer) = pair(quiet());
     let call = spawn_call(&ch, 42, b"hi");
     let req = peer.read().await;
     assert_eq!(req.header, Header { msg: 42, len: 2, sync: 1 });
     assert_eq!(&req.body[..], b"hi");
     peer.write(42, 1, b"OK").await;
-    assert_eq!(&call.await.unwrap().unwrap()[..], b"OK");
+    assert_eq!(&within("the call", call).await.unwrap().unwrap()[..], b"OK");
     let stats = ch.stats();
     assert_eq!((stats.calls, stats.canceled, stats.pending), (1, 0, 0));
 }
 
 #[tokio::test]
-async fn replies_match_by_msg_and_sync_w11() {
+async fn replies_are_matched_to_calls_by_code_and_sync() {
     let (client, _server) = channels(quiet(), echo_config());
     let mut tasks = Vec::new();
     for i in 0..200u32 {
@@ -128,11 +132,11 @@ async fn ten_thousand_calls_in_flight_all_resolve() {
 }
 
 #[tokio::test]
-async fn close_then_call_is_stopped_c4() {
+async fn a_call_after_close_is_stopped() {
     let (ch, _peer) = pair(quiet());
     ch.close();
     assert!(matches!(ch.call(42, b"").await, Err(Error::Stopped)));
-    assert!(ch.closed().await.is_none(), "a local close records no error (C-21)");
+    assert!(within("the channel closing", ch.closed()).await.is_none(), "a local close records no error");
 }
 
 #[tokio::test]
@@ -148,11 +152,11 @@ async fn reserved_codes_are_refused_unless_allowed() {
     let req = peer.read().await;
     assert_eq!(req.header.msg, 0xff05);
     peer.write(0xff05, req.header.sync, b"x").await;
-    assert_eq!(&call.await.unwrap().unwrap()[..], b"x");
+    assert_eq!(&within("the call", call).await.unwrap().unwrap()[..], b"x");
 }
 
 #[tokio::test(start_paused = true)]
-async fn call_times_out_and_late_reply_is_dropped_c2_w12() {
+async fn a_call_times_out_and_its_late_reply_is_dropped() {
     let handled = Arc::new(AtomicUsize::new(0));
     let h = handled.clone();
     let config = ChannelConfig { request_timeout: Duration::from_millis(10), ..quiet() }.with_handler(
@@ -169,9 +173,8 @@ async fn call_times_out_and_late_reply_is_dropped_c2_w12() {
     peer.write(7, req.header.sync, b"late").await;
     // A real request after it proves the reader has processed the late reply.
     peer.write(8, 0, b"req").await;
-    while handled.load(Ordering::SeqCst) == 0 {
-        tokio::task::yield_now().await;
-    }
+    yield_until("the handler seeing the request after the late reply", 10_000, || handled.load(Ordering::SeqCst) > 0)
+        .await;
     assert_eq!(handled.load(Ordering::SeqCst), 1);
     let stats = ch.stats();
     assert_eq!(stats.late_replies, 1);
@@ -179,7 +182,7 @@ async fn call_times_out_and_late_reply_is_dropped_c2_w12() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn per_call_timeout_override() {
+async fn a_per_call_timeout_overrides_the_default() {
     let (ch, _peer) = pair(ChannelConfig { request_timeout: Duration::from_secs(3600), ..quiet() });
     let start = tokio::time::Instant::now();
     let res = ch.call_with(1, b"", CallOptions::timeout(Duration::from_millis(20))).await;
@@ -194,7 +197,7 @@ async fn dropped_call_future_removes_pending_entry() {
     let req = peer.read().await;
     assert_eq!(ch.stats().pending, 1);
     call.abort();
-    let _ = call.await;
+    let _ = within("the call", call).await;
     assert_eq!(ch.stats().pending, 0, "cancelling the call frees its slot");
     // Its reply later is a late reply.
     peer.write(3, req.header.sync, b"late").await;
@@ -202,12 +205,14 @@ async fn dropped_call_future_removes_pending_entry() {
     let req2 = peer.read().await;
     assert_ne!(req2.header.sync, req.header.sync);
     peer.write(4, req2.header.sync, b"fine").await;
-    assert_eq!(&ok.await.unwrap().unwrap()[..], b"fine");
+    assert_eq!(&within("the second call", ok).await.unwrap().unwrap()[..], b"fine");
     assert_eq!(ch.stats().late_replies, 1);
 }
 
+// Replies to calls that timed out are dropped and counted once each; their syncs are then
+// forgotten, so a replay of one reaches the handler as a request.
 #[tokio::test]
-async fn flood_of_late_replies_is_dropped_and_bounded() {
+async fn late_replies_are_counted_once_and_then_forgotten() {
     let handled = Arc::new(AtomicUsize::new(0));
     let h = handled.clone();
     let config = ChannelConfig { request_timeout: Duration::from_millis(1), ..quiet() }.with_handler(
@@ -217,8 +222,9 @@ async fn flood_of_late_replies_is_dropped_and_bounded() {
         },
     );
     let (ch, mut peer) = pair(config);
-    for _ in 0..100 {
-        let _ = ch.call(9, b"").await;
+    for i in 0..100 {
+        let result = ch.call(9, b"").await;
+        assert!(matches!(result, Err(Error::Timeout { .. })), "call {i} ended with {result:?}, not a timeout");
     }
     let mut syncs = Vec::new();
     for _ in 0..100 {
@@ -231,23 +237,52 @@ async fn flood_of_late_replies_is_dropped_and_bounded() {
     for &s in &syncs[..3] {
         peer.write(9, s, b"again").await;
     }
-    while handled.load(Ordering::SeqCst) < 3 {
-        tokio::task::yield_now().await;
-    }
+    yield_until("the handler seeing the three replays", 10_000, || handled.load(Ordering::SeqCst) >= 3).await;
     assert_eq!(ch.stats().late_replies, 100);
     assert_eq!(handled.load(Ordering::SeqCst), 3);
 }
 
+// The memory of timed-out calls is bounded (4096 entries): past it the oldest are forgotten,
+// so their late replies reach the handler as requests instead of being counted as late.
 #[tokio::test(start_paused = true)]
-async fn idle_timeout_closes_with_reason_c6() {
+async fn the_memory_of_timed_out_calls_is_bounded() {
+    const REMEMBERED: usize = 4096;
+    let handled = Arc::new(AtomicUsize::new(0));
+    let h = handled.clone();
+    let config = ChannelConfig { request_timeout: Duration::from_millis(1), ..quiet() }.with_handler(
+        move |_p: Packet, _ch: Channel| {
+            h.fetch_add(1, Ordering::SeqCst);
+            async { None }
+        },
+    );
+    let (ch, mut peer) = pair(config);
+    for i in 0..REMEMBERED + 3 {
+        let result = ch.call(9, b"").await;
+        assert!(matches!(result, Err(Error::Timeout { .. })), "call {i} ended with {result:?}, not a timeout");
+    }
+    let mut syncs = Vec::new();
+    for _ in 0..REMEMBERED + 3 {
+        syncs.push(peer.read().await.header.sync);
+    }
+    for &s in &syncs {
+        peer.write(9, s, b"late").await;
+    }
+    peer.write(10, 0, b"marker").await;
+    yield_until("the handler seeing the marker request", 100_000, || handled.load(Ordering::SeqCst) >= 4).await;
+    assert_eq!(ch.stats().late_replies, REMEMBERED as u64, "only the newest {REMEMBERED} are remembered");
+    assert_eq!(handled.load(Ordering::SeqCst), 3 + 1, "the three oldest, forgotten, and the marker");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_idle_timeout_closes_the_channel_with_its_reason() {
     let (ch, _peer) = pair(ChannelConfig { idle_timeout: Some(Duration::from_millis(10)), ..quiet() });
-    let reason = ch.closed().await.expect("closed with a reason");
+    let reason = within("the channel closing", ch.closed()).await.expect("closed with a reason");
     assert!(matches!(*reason, Error::Idle(_)));
     assert!(reason.to_string().contains("inactivity for 10ms"), "{reason}");
 }
 
 #[tokio::test(start_paused = true)]
-async fn idle_timer_rearms_on_each_packet_c6() {
+async fn every_packet_rearms_the_idle_timer() {
     let config = ChannelConfig { idle_timeout: Some(Duration::from_millis(100)), ..quiet() };
     let (ch, mut peer) = pair(config);
     for _ in 0..5 {
@@ -255,27 +290,27 @@ async fn idle_timer_rearms_on_each_packet_c6() {
         peer.write(1, 0, b"").await;
     }
     assert!(!ch.is_closed(), "traffic keeps the channel alive");
-    assert!(matches!(*ch.closed().await.unwrap(), Error::Idle(_)));
+    assert!(matches!(*within("the channel closing", ch.closed()).await.unwrap(), Error::Idle(_)));
 }
 
 #[tokio::test(start_paused = true)]
-async fn pings_every_interval_and_dies_when_missed_w15() {
+async fn pings_every_interval_and_closes_when_a_ping_is_missed() {
     let config = ChannelConfig { ping_interval: Some(Duration::from_secs(1)), ..ChannelConfig::client() };
     let (ch, mut peer) = pair(config);
     let ping = peer.read().await;
     assert_eq!(ping.header, Header { msg: MSG_PING, len: 0, sync: 0 });
-    // Answer the first ping (W-16: a sync-0 ping while ours is outstanding is the ack).
+    // Answer the first ping (a sync-0 ping while ours is outstanding counts as the answer).
     peer.write(MSG_PING, 0, b"").await;
     let second = peer.read().await;
     assert_eq!(second.header.msg, MSG_PING);
     // Do not answer: the channel dies with a ping-missed error after 2x the interval.
-    let reason = ch.closed().await.expect("ping missed");
+    let reason = within("the channel closing", ch.closed()).await.expect("ping missed");
     assert!(matches!(*reason, Error::PingMissed(d) if d > Duration::from_secs(2)), "{reason}");
     assert!(ch.stats().notices >= 2);
 }
 
 #[tokio::test]
-async fn answers_pings_with_their_sync_w16() {
+async fn answers_pings_with_their_sync() {
     let (_ch, mut peer) = pair(quiet());
     peer.write(MSG_PING, 77, b"ignored body").await;
     let reply = peer.read().await;
@@ -285,8 +320,8 @@ async fn answers_pings_with_their_sync_w16() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn both_sides_ping_keeps_both_alive_w16() {
-    // TestChannelPing: both ping every 500 ms with a 1 s idle timeout; neither closes.
+async fn pinging_from_both_sides_keeps_both_alive() {
+    // Both ping every 500 ms with a 1 s idle timeout; neither closes.
     let config = ChannelConfig {
         ping_interval: Some(Duration::from_millis(500)),
         idle_timeout: Some(Duration::from_secs(1)),
@@ -300,26 +335,26 @@ async fn both_sides_ping_keeps_both_alive_w16() {
 }
 
 #[tokio::test]
-async fn graceful_shutdown_handshake_w18() {
+async fn graceful_shutdown_finishes_pending_calls_then_exchanges_0xff01() {
     let (ch, mut peer) = pair(quiet());
     let call = spawn_call(&ch, 5, b"a");
     let req = peer.read().await;
     let shutdown = spawn_shutdown(&ch);
-    ch.stopping().await;
+    within("the channel stopping", ch.stopping()).await;
     assert!(matches!(ch.call(5, b"b").await, Err(Error::Stopped)), "no new calls once stopping");
     // The pending call still completes; only then the shutdown packet is sent.
     peer.write(5, req.header.sync, b"done").await;
-    assert_eq!(&call.await.unwrap().unwrap()[..], b"done");
+    assert_eq!(&within("the call", call).await.unwrap().unwrap()[..], b"done");
     assert_eq!(peer.read().await.header, Header { msg: MSG_SHUTDOWN, len: 0, sync: 0 });
     peer.write(MSG_SHUTDOWN, 0, b"").await;
-    shutdown.await.unwrap();
+    within("the shutdown", shutdown).await.unwrap();
     assert!(ch.is_closed());
     assert!(ch.close_reason().is_none());
     assert!(peer.read_to_eof().await.is_empty(), "nothing after the shutdown packet");
 }
 
 #[tokio::test]
-async fn peer_shutdown_is_answered_after_inflight_replies_w19() {
+async fn a_peer_shutdown_is_answered_after_the_in_flight_replies() {
     let (release_tx, release_rx) = tokio::sync::oneshot::channel::<()>();
     let release = Arc::new(tokio::sync::Mutex::new(Some(release_rx)));
     let config = ChannelConfig::server().with_handler(move |p: Packet, _ch: Channel| {
@@ -334,34 +369,34 @@ async fn peer_shutdown_is_answered_after_inflight_replies_w19() {
     let (ch, mut peer) = pair(config);
     peer.write(10, 1, b"slow").await;
     peer.write(MSG_SHUTDOWN, 0, b"").await;
-    ch.stopping().await;
+    within("the channel stopping", ch.stopping()).await;
     let _ = release_tx.send(());
     let reply = peer.read().await;
     assert_eq!((reply.header.msg, reply.header.sync, &reply.body[..]), (10, 1, &b"slow"[..]));
     assert_eq!(peer.read().await.header.msg, MSG_SHUTDOWN, "0xff01 answered after the reply");
-    assert!(ch.closed().await.is_none());
+    assert!(within("the channel closing", ch.closed()).await.is_none());
 }
 
 #[tokio::test]
 async fn shutdown_between_two_channels() {
     let (client, server) = channels(quiet(), echo_config());
     assert_eq!(&client.call(1, b"x").await.unwrap()[..], b"x");
-    client.shutdown().await;
-    assert!(server.closed().await.is_none());
+    within("the shutdown", client.shutdown()).await;
+    assert!(within("the channel closing", server.closed()).await.is_none());
     assert!(client.close_reason().is_none());
 }
 
 #[tokio::test(start_paused = true)]
-async fn shutdown_is_bounded_by_timeout_w24() {
+async fn shutdown_is_bounded_by_its_timeout() {
     let config = ChannelConfig { shutdown_timeout: Duration::from_millis(50), ..quiet() };
     let (ch, mut peer) = pair(config);
     let call = spawn_call(&ch, 5, b"never answered");
     peer.read().await;
     let start = tokio::time::Instant::now();
-    ch.shutdown().await;
+    within("the shutdown", ch.shutdown()).await;
     assert!(start.elapsed() <= Duration::from_millis(60));
-    assert!(matches!(call.await.unwrap(), Err(Error::Dropped(_))));
-    // The peer never saw a shutdown packet (W-24).
+    assert!(matches!(within("the call", call).await.unwrap(), Err(Error::Dropped(_))));
+    // The peer never saw a shutdown packet: the timeout closed the connection first.
     assert!(peer.read_to_eof().await.is_empty());
 }
 
@@ -372,31 +407,31 @@ async fn shutdown_twice_returns_together() {
     let b = spawn_shutdown(&ch);
     assert_eq!(peer.read().await.header.msg, MSG_SHUTDOWN);
     peer.write(MSG_SHUTDOWN, 0, b"").await;
-    a.await.unwrap();
-    b.await.unwrap();
+    within("the first shutdown", a).await.unwrap();
+    within("the second shutdown", b).await.unwrap();
     assert!(ch.is_closed());
 }
 
 #[tokio::test]
-async fn peer_closes_mid_header_is_truncated_w9() {
+async fn a_peer_closing_mid_header_is_a_truncated_packet() {
     let (ch, mut peer) = pair(quiet());
     peer.write_raw(&[1, 0, 0, 0, 5]).await;
     drop(peer);
-    let reason = ch.closed().await.expect("truncated");
+    let reason = within("the channel closing", ch.closed()).await.expect("truncated");
     assert!(matches!(*reason, Error::Frame(iproto::FrameError::Truncated { have: 5, need: 12 })), "{reason}");
 }
 
 #[tokio::test]
-async fn peer_closes_after_header_is_truncated_w9() {
+async fn a_peer_closing_after_a_header_is_a_truncated_packet() {
     let (ch, mut peer) = pair(quiet());
     peer.write_raw(&Header { msg: 1, len: 4, sync: 1 }.to_bytes()).await;
     drop(peer);
-    let reason = ch.closed().await.expect("truncated");
+    let reason = within("the channel closing", ch.closed()).await.expect("truncated");
     assert!(matches!(*reason, Error::Frame(iproto::FrameError::Truncated { have: 12, need: 16 })), "{reason}");
 }
 
 #[tokio::test]
-async fn peer_closes_mid_body_fails_pending_calls_c30() {
+async fn a_peer_closing_mid_body_fails_the_pending_calls() {
     let (ch, mut peer) = pair(quiet());
     let call = spawn_call(&ch, 1, b"");
     let req = peer.read().await;
@@ -404,7 +439,7 @@ async fn peer_closes_mid_body_fails_pending_calls_c30() {
     partial.extend_from_slice(b"abc");
     peer.write_raw(&partial).await;
     drop(peer);
-    match call.await.unwrap() {
+    match within("the call", call).await.unwrap() {
         Err(Error::Dropped(Some(reason))) => {
             assert!(matches!(*reason, Error::Frame(iproto::FrameError::Truncated { have: 15, need: 22 })))
         }
@@ -413,28 +448,28 @@ async fn peer_closes_mid_body_fails_pending_calls_c30() {
 }
 
 #[tokio::test]
-async fn clean_eof_with_pending_call_is_an_error_c30() {
+async fn a_clean_eof_with_a_pending_call_is_an_error() {
     let (ch, mut peer) = pair(quiet());
     let call = spawn_call(&ch, 1, b"");
     peer.read().await;
     drop(peer);
     assert!(
-        matches!(call.await.unwrap(), Err(Error::Dropped(Some(r))) if matches!(*r, Error::PeerClosed { pending: 1 }))
+        matches!(within("the call", call).await.unwrap(), Err(Error::Dropped(Some(r))) if matches!(*r, Error::PeerClosed { pending: 1 }))
     );
 }
 
 #[tokio::test]
-async fn clean_eof_without_calls_is_no_error_c21() {
+async fn a_clean_eof_without_calls_is_no_error() {
     let (ch, peer) = pair(quiet());
     drop(peer);
-    assert!(ch.closed().await.is_none());
+    assert!(within("the channel closing", ch.closed()).await.is_none());
 }
 
 #[tokio::test]
-async fn oversized_packet_closes_with_both_numbers_w8() {
+async fn an_oversized_packet_closes_the_channel_naming_both_sizes() {
     let (ch, mut peer) = pair(ChannelConfig { size_limit: 100, ..quiet() });
     peer.write_raw(&Header { msg: 1, len: 0xffff_ffff, sync: 1 }.to_bytes()).await;
-    let reason = ch.closed().await.expect("size limit");
+    let reason = within("the channel closing", ch.closed()).await.expect("size limit");
     assert!(matches!(*reason, Error::Frame(iproto::FrameError::TooLarge { len: 0xffff_ffff, limit: 100 })));
     let text = reason.to_string();
     assert!(text.contains("4294967295") && text.contains("100"), "{text}");
@@ -455,19 +490,23 @@ async fn handler_panic_is_caught_and_connection_goes_on() {
     assert!(!server.is_closed());
 }
 
+// With `max_concurrent_requests: 4`, four handlers run at once and a fifth waits until one
+// finishes: the handlers hold until released, so they do overlap, and the peak is exactly 4.
 #[tokio::test]
-async fn concurrency_limit_makes_the_reader_wait() {
+async fn handlers_run_concurrently_up_to_the_limit_and_no_further() {
     let running = Arc::new(AtomicUsize::new(0));
     let peak = Arc::new(AtomicUsize::new(0));
-    let (r, p) = (running.clone(), peak.clone());
+    let release = Arc::new(tokio::sync::Semaphore::new(0));
+    let started = Arc::new(tokio::sync::Notify::new());
+    let (r, p, gate, s) = (running.clone(), peak.clone(), release.clone(), started.clone());
     let config = ChannelConfig { max_concurrent_requests: 4, ..ChannelConfig::server() }.with_handler(
         move |pk: Packet, _ch: Channel| {
-            let (r, p) = (r.clone(), p.clone());
+            let (r, p, gate, s) = (r.clone(), p.clone(), gate.clone(), s.clone());
             async move {
                 let now = r.fetch_add(1, Ordering::SeqCst) + 1;
                 p.fetch_max(now, Ordering::SeqCst);
-                tokio::task::yield_now().await;
-                tokio::task::yield_now().await;
+                s.notify_one();
+                gate.acquire().await.expect("the gate stays open").forget();
                 r.fetch_sub(1, Ordering::SeqCst);
                 Some(pk.body)
             }
@@ -477,14 +516,24 @@ async fn concurrency_limit_makes_the_reader_wait() {
     let mut set = tokio::task::JoinSet::new();
     for i in 0..64u32 {
         let c = client.clone();
-        set.spawn(async move { c.call(1, &i.to_le_bytes()).await.unwrap() });
+        set.spawn(async move { c.call(1, &i.to_le_bytes()).await.expect("call") });
     }
-    while set.join_next().await.is_some() {}
-    assert!(peak.load(Ordering::SeqCst) <= 4, "peak {}", peak.load(Ordering::SeqCst));
+    while running.load(Ordering::SeqCst) < 4 {
+        within("four handlers running at once", started.notified()).await;
+    }
+    // Everything runnable runs; still only four handlers have started.
+    yield_until("the 64 calls written", 10_000, || client.stats().pending == 64).await;
+    for _ in 0..1000 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(peak.load(Ordering::SeqCst), 4, "a fifth handler started before one finished");
+    release.add_permits(64);
+    within("all 64 calls answered", async { while set.join_next().await.is_some() {} }).await;
+    assert_eq!(peak.load(Ordering::SeqCst), 4, "peak {}", peak.load(Ordering::SeqCst));
 }
 
 #[tokio::test(start_paused = true)]
-async fn peer_that_never_reads_hits_bounded_queue_and_write_timeout_c10_c11() {
+async fn a_peer_that_never_reads_fills_the_bounded_queue_then_hits_the_write_timeout() {
     // A tiny pipe the peer never drains.
     let (a, _b) = tokio::io::duplex(64);
     let config = ChannelConfig {
@@ -503,10 +552,10 @@ async fn peer_that_never_reads_hits_bounded_queue_and_write_timeout_c10_c11() {
         results.iter().any(|r| matches!(r, Err(Error::Timeout { .. }) | Err(Error::Stopped))),
         "the queue is bounded"
     );
-    let reason = ch.closed().await.expect("write timeout");
+    let reason = within("the channel closing", ch.closed()).await.expect("write timeout");
     assert!(matches!(*reason, Error::WriteTimeout(_)), "{reason}");
     assert!(ch.stats().packets_dropped > 0);
-    // Sending after the writer is gone reports an error (fixes C-24).
+    // Sending after the writer is gone reports an error instead of losing the packet silently.
     assert!(matches!(ch.send(Packet::new(1, 1, "x")).await, Err(Error::Stopped)));
 }
 
@@ -521,7 +570,7 @@ async fn dropping_last_handle_closes_connection() {
 }
 
 #[tokio::test]
-async fn notifications_use_sync_zero_w4() {
+async fn notifications_use_sync_zero() {
     let (ch, mut peer) = pair(quiet());
     ch.notify(33, b"n").await.unwrap();
     assert_eq!(peer.read().await.header, Header { msg: 33, len: 1, sync: 0 });
@@ -529,25 +578,25 @@ async fn notifications_use_sync_zero_w4() {
 }
 
 #[tokio::test]
-async fn send_writes_packet_as_is_during_shutdown_c24() {
+async fn send_writes_a_packet_as_is_during_shutdown() {
     let (ch, mut peer) = pair(quiet());
     // A pending call holds the shutdown before its 0xff01.
     let call = spawn_call(&ch, 5, b"");
     let req = peer.read().await;
     let sd = spawn_shutdown(&ch);
-    ch.stopping().await;
+    within("the channel stopping", ch.stopping()).await;
     assert!(matches!(ch.notify(1, b"").await, Err(Error::Stopped)));
     ch.send(Packet::new(0xff10, 9, "reply")).await.unwrap();
     assert_eq!(peer.read().await.header, Header { msg: 0xff10, len: 5, sync: 9 });
     peer.write(5, req.header.sync, b"").await;
-    call.await.unwrap().unwrap();
+    within("the call", call).await.unwrap().unwrap();
     assert_eq!(peer.read().await.header.msg, MSG_SHUTDOWN);
     peer.write(MSG_SHUTDOWN, 0, b"").await;
-    sd.await.unwrap();
+    within("the shutdown", sd).await.unwrap();
 }
 
 #[tokio::test]
-async fn hijack_returns_transport_and_buffered_packets_c34_c35() {
+async fn hijack_returns_the_transport_and_the_buffered_packets() {
     let (ch, mut peer) = pair(quiet());
     let call = spawn_call(&ch, 42, b"");
     let req = peer.read().await;
@@ -555,16 +604,16 @@ async fn hijack_returns_transport_and_buffered_packets_c34_c35() {
         let ch = ch.clone();
         async move { ch.hijack().await }
     });
-    ch.stopping().await;
+    within("the channel stopping", ch.stopping()).await;
     for sync in 0..5 {
         peer.write(21, sync, b"").await;
     }
     peer.write(42, req.header.sync, b"reply").await;
-    assert_eq!(&call.await.unwrap().unwrap()[..], b"reply");
-    // The first bytes of a packet the hijacker will read (C-35: a partial packet).
+    assert_eq!(&within("the call", call).await.unwrap().unwrap()[..], b"reply");
+    // The first bytes of a packet the hijacker will read (a partial packet).
     let partial = Header { msg: 7, len: 0, sync: 9 }.to_bytes();
     peer.write_raw(&partial[..4]).await;
-    let (mut io, buffered) = hijack.await.unwrap().expect("hijack");
+    let (mut io, buffered) = within("the hijack", hijack).await.unwrap().expect("hijack");
     let mut expect = Vec::new();
     for sync in 0..5u32 {
         expect.extend_from_slice(&Header { msg: 21, len: 0, sync }.to_bytes());
@@ -586,37 +635,85 @@ async fn hijack_returns_transport_and_buffered_packets_c34_c35() {
     assert_eq!(&got, b"ping");
 }
 
+// A channel is hijacked once: a second hijack fails with Hijacked, and so do calls and
+// notifications afterwards, which are reported as not sent. A closed channel cannot be
+// hijacked at all (Stopped).
 #[tokio::test]
-async fn hijack_twice_and_after_stop_fail_c34() {
+async fn a_second_hijack_fails_with_hijacked_and_a_closed_channel_cannot_be_hijacked() {
     let (ch, _peer) = pair(quiet());
-    ch.close();
-    assert!(matches!(ch.hijack().await, Err(Error::Stopped)));
+    within("the hijack", ch.hijack()).await.expect("the first hijack takes the transport");
+    let err = within("the second hijack", ch.hijack()).await.map(drop).expect_err("hijacked already");
+    assert!(matches!(err, Error::Hijacked), "{err:?}");
+    let err = within("a call after the hijack", ch.call(1, b"x")).await.expect_err("hijacked");
+    assert!(matches!(err, Error::Hijacked) && err.is_not_sent(), "{err:?}");
+    let err = within("a notification after the hijack", ch.notify(1, b"x")).await.expect_err("hijacked");
+    assert!(matches!(err, Error::Hijacked) && err.is_not_sent(), "{err:?}");
+
+    let (closed, _peer) = pair(quiet());
+    closed.close();
+    let err = within("a hijack after close", closed.hijack()).await.map(drop).expect_err("closed");
+    assert!(matches!(err, Error::Stopped) && err.is_not_sent(), "{err:?}");
 }
 
+/// TCP_NODELAY of this process's socket bound to `local`, found among its open descriptors.
+fn nodelay_of_socket_at(local: std::net::SocketAddr) -> bool {
+    use std::os::fd::{BorrowedFd, RawFd};
+    for entry in std::fs::read_dir("/proc/self/fd").expect("list /proc/self/fd") {
+        let Ok(fd) = entry.expect("a /proc/self/fd entry").file_name().to_string_lossy().parse::<RawFd>() else {
+            continue;
+        };
+        // SAFETY: the descriptor is only borrowed for two queries; one that another test
+        // closed meanwhile fails them (EBADF) or names a socket bound elsewhere.
+        let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+        let socket = socket2::SockRef::from(&fd);
+        if socket.local_addr().ok().and_then(|a| a.as_socket()) == Some(local) {
+            return socket.nodelay().expect("TCP_NODELAY of a TCP socket");
+        }
+    }
+    panic!("no socket of this process is bound to {local}");
+}
+
+// Over TCP a channel calls and pings like over any transport, and its socket has TCP_NODELAY
+// exactly when the config asks for it.
 #[tokio::test]
-async fn works_over_tcp_with_nodelay() {
+async fn works_over_tcp_and_sets_nodelay_as_configured() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let server = tokio::spawn(async move {
-        let (s, _) = listener.accept().await.unwrap();
-        let ch = Channel::new(s, echo_config());
-        ch.closed().await
+        let mut closed = Vec::new();
+        for _ in 0..2 {
+            let (s, _) = listener.accept().await.unwrap();
+            let ch = Channel::new(s, echo_config());
+            closed.push(tokio::spawn(async move { ch.closed().await }));
+        }
+        let mut reasons = Vec::new();
+        for c in closed {
+            reasons.push(c.await.unwrap());
+        }
+        reasons
     });
-    let client = Channel::connect(&addr, quiet()).await.unwrap();
-    assert_eq!(&client.call(1, b"tcp").await.unwrap()[..], b"tcp");
-    assert!(client.peer_addr().is_some());
-    assert!(client.ping().await.unwrap() < Duration::from_secs(5));
-    client.shutdown().await;
-    assert!(server.await.unwrap().is_none());
+    for nodelay in [true, false] {
+        let client = Channel::connect(&addr, ChannelConfig { nodelay, ..quiet() }).await.unwrap();
+        assert_eq!(&client.call(1, b"tcp").await.unwrap()[..], b"tcp");
+        let Some(iproto::net::Addr::Tcp(local)) = client.local_addr().cloned() else {
+            panic!("a TCP channel has a TCP local address: {:?}", client.local_addr())
+        };
+        assert_eq!(nodelay_of_socket_at(local), nodelay, "TCP_NODELAY with nodelay: {nodelay}");
+        assert!(client.peer_addr().is_some());
+        assert!(client.ping().await.unwrap() < Duration::from_secs(5));
+        within("the shutdown", client.shutdown()).await;
+    }
+    let reasons = within("the server side closing", server).await.unwrap();
+    assert!(reasons.iter().all(Option::is_none), "{reasons:?}");
 }
 
 #[tokio::test(start_paused = true)]
-async fn disable_shutdown_sends_and_awaits_no_shutdown_packet_w22() {
+async fn disable_shutdown_sends_and_awaits_no_0xff01() {
     let config = ChannelConfig { disable_shutdown: true, shutdown_timeout: Duration::from_secs(5), ..quiet() };
     let (ch, mut peer) = pair(config);
     let start = tokio::time::Instant::now();
-    ch.shutdown().await;
-    // go-iproto would wait the whole timeout for a 0xff01 it never asked for.
+    within("the shutdown", ch.shutdown()).await;
+    // Waiting for a 0xff01 it never asked for would take the whole timeout.
     assert!(start.elapsed() < Duration::from_secs(1), "{:?}", start.elapsed());
     assert!(peer.read_to_eof().await.is_empty(), "no 0xff01 on the wire");
 }
