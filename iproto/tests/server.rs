@@ -1,4 +1,4 @@
-//! Server and ServeMux behaviour (catalogue section 5, V-1..V-5) over real TCP connections.
+//! Server and ServeMux behaviour over real TCP and Unix connections.
 
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
@@ -6,10 +6,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use iproto::mux::DuplicateRoute;
-use iproto::server::ServerStatsHandle;
-use iproto::{CallOptions, Channel, ChannelConfig, Error, Packet, ServeMux, Server, ServerConfig};
-use tokio::sync::{oneshot, Notify, Semaphore};
-use tokio::task::JoinHandle;
+use iproto::{CallOptions, Channel, ChannelConfig, Error, Header, Packet, ServeMux, Server, ServerConfig, MSG_PING};
+use tokio::sync::{Notify, Semaphore};
 
 /// The fd-leak test counts the whole process's descriptors, so tests in this file run one at
 /// a time.
@@ -18,48 +16,11 @@ async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
     LOCK.lock().await
 }
 
-const BOUND: Duration = Duration::from_secs(10);
+#[path = "../../tests/support/fixtures.rs"]
+mod fixtures;
+use fixtures::{echo, refused_addr, within, Running, BOUND};
 
-async fn within<F: std::future::Future>(what: &str, f: F) -> F::Output {
-    match tokio::time::timeout(BOUND, f).await {
-        Ok(v) => v,
-        Err(_) => panic!("{what} did not happen within {BOUND:?}"),
-    }
-}
-
-struct Running {
-    addr: String,
-    stats: ServerStatsHandle,
-    stop: Option<oneshot::Sender<()>>,
-    serving: JoinHandle<Result<(), Error>>,
-}
-
-impl Running {
-    async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        let result = within("server stop", &mut self.serving).await;
-        assert!(matches!(result, Ok(Ok(()))), "serve ended with {result:?}");
-    }
-}
-
-async fn start<H: iproto::Handler>(config: ServerConfig, handler: H) -> Running {
-    let server = Server::bind_with("127.0.0.1:0", config).await.expect("bind");
-    let addr = server.local_addr().to_string();
-    let stats = server.stats_handle();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let serving = tokio::spawn(server.serve_with_shutdown(handler, async move {
-        let _ = stopped.await;
-    }));
-    Running { addr, stats, stop: Some(stop), serving }
-}
-
-async fn echo(p: Packet, _ch: Channel) -> Option<Bytes> {
-    Some(p.body)
-}
-
-// V-5: a graceful shutdown lets every in-flight request finish and reply.
+// A graceful shutdown lets every in-flight request finish and reply.
 #[tokio::test]
 async fn graceful_shutdown_finishes_in_flight_requests() {
     let _serial = serial().await;
@@ -81,7 +42,7 @@ async fn graceful_shutdown_finishes_in_flight_requests() {
         sh.notify_one();
         async {}
     });
-    let server = start(config, handler).await;
+    let server = Running::start(config, handler).await;
     let client = Channel::connect(&server.addr, ChannelConfig::client()).await.expect("connect");
     let calls: Vec<_> = (0..N)
         .map(|i| {
@@ -111,7 +72,7 @@ async fn graceful_shutdown_finishes_in_flight_requests() {
 #[tokio::test]
 async fn connection_limit_closes_extra_connections() {
     let _serial = serial().await;
-    let server = start(ServerConfig { max_connections: 2, ..Default::default() }, echo).await;
+    let server = Running::start(ServerConfig { max_connections: 2, ..Default::default() }, echo).await;
     let mut kept = Vec::new();
     for _ in 0..2 {
         let c = Channel::connect(&server.addr, ChannelConfig::client()).await.expect("connect");
@@ -126,7 +87,7 @@ async fn connection_limit_closes_extra_connections() {
     // A freed slot is usable again.
     let first = kept.remove(0);
     first.close();
-    first.closed().await;
+    within("the closed client's tasks ending", first.closed()).await;
     within("slot freed", server.stats.wait_open_at_most(1)).await;
     let again = Channel::connect(&server.addr, ChannelConfig::client()).await.expect("connect");
     assert_eq!(&again.call(1, b"y").await.expect("call after a slot freed")[..], b"y");
@@ -142,13 +103,13 @@ fn open_fds() -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thousand_connections_leak_nothing() {
     let _serial = serial().await;
-    let server = start(ServerConfig::default(), echo).await;
+    let server = Running::start(ServerConfig::default(), echo).await;
     let metrics = tokio::runtime::Handle::current().metrics();
     // Warm up once so that lazily created runtime resources are not counted as leaks.
     let c = Channel::connect(&server.addr, ChannelConfig::client()).await.expect("connect");
     c.call(1, b"warm").await.expect("call");
     c.close();
-    c.closed().await;
+    within("the warm-up client's tasks ending", c.closed()).await;
     drop(c);
     within("warm-up connection ends", server.stats.wait_open_at_most(0)).await;
     let (fds_before, tasks_before) = settle(&metrics).await;
@@ -159,7 +120,7 @@ async fn thousand_connections_leak_nothing() {
         if i % 2 == 0 {
             c.close();
         } else {
-            c.shutdown().await;
+            within("a client's graceful shutdown", c.shutdown()).await;
         }
         within("client channel closes", c.closed()).await;
     }
@@ -199,7 +160,7 @@ async fn poll_until(
     prev
 }
 
-// V-1: a failing accept hook closes the connection (go-iproto leaks it); hooks run per
+// A failing accept hook closes the connection (rather than leaking it); hooks run per
 // connection; on_close sees the closed channel.
 #[tokio::test]
 async fn accept_hook_and_close_hooks() {
@@ -236,7 +197,7 @@ async fn accept_hook_and_close_hooks() {
                 ev.notify_one();
             }
         });
-    let server = start(config, echo).await;
+    let server = Running::start(config, echo).await;
     let refused = Channel::connect(&server.addr, ChannelConfig::client()).await.expect("tcp connect");
     within("refused connection closed", refused.closed()).await;
     assert_eq!(server.stats.get().hook_errors, 1);
@@ -251,7 +212,7 @@ async fn accept_hook_and_close_hooks() {
     server.stop().await;
 }
 
-// V-3: registering a code twice is an error at registration (go-iproto panics).
+// Registering a code twice is an error at registration, not a panic.
 #[test]
 fn mux_duplicate_registration_is_an_error() {
     let mut mux = ServeMux::new();
@@ -281,11 +242,11 @@ fn routed_mux() -> ServeMux {
     mux
 }
 
-// V-3: routes by code; an unknown code gets no reply by default, so the caller times out.
+// The mux routes by code; an unknown code gets no reply by default, so the caller times out.
 #[tokio::test]
 async fn mux_routes_by_code_and_ignores_unknown_codes() {
     let _serial = serial().await;
-    let server = start(ServerConfig::default(), routed_mux()).await;
+    let server = Running::start(ServerConfig::default(), routed_mux()).await;
     let c = Channel::connect(&server.addr, ChannelConfig::client()).await.expect("connect");
     assert_eq!(&c.call(1, b"").await.expect("code 1")[..], b"one");
     assert_eq!(&c.call(2, b"").await.expect("code 2")[..], b"two");
@@ -302,7 +263,7 @@ async fn mux_fallback_replies_to_unknown_codes() {
     let _serial = serial().await;
     let mut mux = routed_mux();
     mux.reply_to_unknown(Bytes::from_static(b"unknown code"));
-    let server = start(ServerConfig::default(), mux).await;
+    let server = Running::start(ServerConfig::default(), mux).await;
     let c = Channel::connect(&server.addr, ChannelConfig::client()).await.expect("connect");
     assert_eq!(&c.call(0x77, b"").await.expect("fallback reply")[..], b"unknown code");
     assert_eq!(&c.call(2, b"").await.expect("code 2")[..], b"two");
@@ -320,7 +281,7 @@ async fn nested_muxes_fallback_handlers_and_panicking_routes() {
     outer.handle(0x20, Fixed(b"outer")).expect("route 0x20");
     outer.handle(0x21, routed_mux().reply_to_unknown(Bytes::from_static(b"inner fallback")).clone()).expect("nested");
     outer.fallback(inner);
-    let server = start(ServerConfig::default(), outer).await;
+    let server = Running::start(ServerConfig::default(), outer).await;
     let c = Channel::connect(&server.addr, ChannelConfig::client()).await.expect("connect");
     assert_eq!(&c.call(0x20, b"").await.expect("outer route")[..], b"outer");
     assert_eq!(&c.call(0x21, b"").await.expect("nested mux, unknown code")[..], b"inner fallback");
@@ -331,24 +292,118 @@ async fn nested_muxes_fallback_handlers_and_panicking_routes() {
     server.stop().await;
 }
 
+/// A socket path of its own for each test of this process.
+fn socket_path(name: &str) -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!("iproto-server-test-{}-{name}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    path
+}
+
 // Unix sockets serve the same way (`unix:/path` addresses).
 #[tokio::test]
 async fn serves_on_unix_sockets() {
     let _serial = serial().await;
-    let path = std::env::temp_dir().join(format!("iproto-server-test-{}.sock", std::process::id()));
-    let _ = std::fs::remove_file(&path);
+    let path = socket_path("bind");
     let addr = format!("unix:{}", path.display());
     let server = Server::bind(&addr).await.expect("bind unix");
     assert_eq!(server.local_addr().to_string(), addr);
-    let (stop, stopped) = oneshot::channel::<()>();
-    let serving = tokio::spawn(server.serve_with_shutdown(echo, async move {
-        let _ = stopped.await;
-    }));
+    let server = Running::serve(server, echo);
     let c = Channel::connect(&addr, ChannelConfig::client()).await.expect("connect unix");
     assert_eq!(&c.call(5, b"unix").await.expect("call")[..], b"unix");
-    let _ = stop.send(());
-    assert!(matches!(within("serve returns", serving).await, Ok(Ok(()))));
+    server.stop().await;
     let _ = std::fs::remove_file(&path);
+}
+
+// A Unix listener bound by the caller serves too, and the server reports its path.
+#[tokio::test]
+async fn serves_on_a_unix_listener_it_is_given() {
+    let _serial = serial().await;
+    let path = socket_path("from-unix");
+    let listener = tokio::net::UnixListener::bind(&path).expect("bind a unix listener");
+    let server = Server::from_unix(listener, ServerConfig::default());
+    let addr = format!("unix:{}", path.display());
+    assert_eq!(server.local_addr().to_string(), addr);
+    let server = Running::serve(server, echo);
+    let c = Channel::connect(&addr, ChannelConfig::client()).await.expect("connect unix");
+    assert_eq!(&c.call(5, b"from_unix").await.expect("call")[..], b"from_unix");
+    assert_eq!(server.stats.get().accepted, 1);
+    server.stop().await;
+    let _ = std::fs::remove_file(&path);
+}
+
+// `listen_and_serve` binds and serves until dropped; it fails with a typed error on an
+// invalid address and on a port already in use, naming the address.
+#[tokio::test]
+async fn listen_and_serve_binds_serves_and_reports_bind_errors() {
+    let _serial = serial().await;
+    let err = iproto::listen_and_serve("no-port", echo).await.expect_err("invalid address");
+    assert!(matches!(&err, Error::InvalidAddress(a) if a == "no-port"), "{err:?}");
+
+    let taken = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let taken_addr = taken.local_addr().expect("addr").to_string();
+    let err = iproto::listen_and_serve(&taken_addr, echo).await.expect_err("the port is taken");
+    match &err {
+        Error::Listen { addr, source } => {
+            assert_eq!(addr, &taken_addr);
+            assert_eq!(source.kind(), std::io::ErrorKind::AddrInUse, "{source}");
+        }
+        other => panic!("expected a listen error, got {other:?}"),
+    }
+    drop(taken);
+
+    let addr = refused_addr();
+    let serving = tokio::spawn({
+        let addr = addr.clone();
+        async move { iproto::listen_and_serve(&addr, echo).await }
+    });
+    // The pool retries its connect until the server has bound the port.
+    let config = iproto::pool::PoolConfig { connect_timeout: BOUND, ..Default::default() };
+    let pool = within("a connection to listen_and_serve", iproto::pool::Pool::dial(&addr, config))
+        .await
+        .expect("listen_and_serve accepts connections");
+    assert_eq!(&pool.call(1, b"served").await.expect("call")[..], b"served");
+    assert!(!serving.is_finished(), "listen_and_serve serves until dropped");
+    pool.shutdown().await;
+    serving.abort();
+}
+
+/// The 12-byte headers a raw TCP client reads from a server with `config` during `wait` after
+/// its connection was served (a ping round trip), until the server closes or the wait ends.
+async fn headers_sent_unasked(config: ServerConfig, wait: Duration) -> Vec<Header> {
+    use tokio::io::AsyncReadExt;
+    let server = Running::start(config, echo).await;
+    let mut raw = tokio::net::TcpStream::connect(&server.addr).await.expect("connect");
+    let ping = Header { msg: MSG_PING, len: 0, sync: 7 }.to_bytes();
+    tokio::io::AsyncWriteExt::write_all(&mut raw, &ping).await.expect("write ping");
+    let mut pong = [0u8; 12];
+    within("our ping answered", raw.read_exact(&mut pong)).await.expect("read pong");
+    assert_eq!(pong, ping);
+    let mut seen = Vec::new();
+    let _ = tokio::time::timeout(wait, async {
+        let mut head = [0u8; 12];
+        while raw.read_exact(&mut head).await.is_ok() {
+            seen.push(Header::from_bytes(&head));
+        }
+    })
+    .await;
+    drop(raw);
+    server.stop().await;
+    seen
+}
+
+// Accepted connections are not pinged by default (clients such as Perl's MR::IProto break on
+// a server's ping): nothing arrives unasked in an hour. On the paused clock, with a server
+// configured to ping as the control that the wait would see a ping.
+#[tokio::test(start_paused = true)]
+async fn accepted_connections_are_not_pinged() {
+    let _serial = serial().await;
+    let mut pinging = ServerConfig::default();
+    pinging.channel.ping_interval = Some(Duration::from_secs(60));
+    let control = headers_sent_unasked(pinging, Duration::from_secs(90)).await;
+    assert_eq!(control.first().map(|h| h.msg), Some(MSG_PING), "the control saw no ping: {control:?}");
+
+    let seen = headers_sent_unasked(ServerConfig::default(), Duration::from_secs(3600)).await;
+    assert!(seen.is_empty(), "a default server sent {seen:?} unasked");
 }
 
 /// Connects a raw TCP socket, waits until the server has accepted it, stops the server and
@@ -357,7 +412,7 @@ async fn serves_on_unix_sockets() {
 async fn bytes_seen_on_shutdown(mut config: ServerConfig) -> Vec<u8> {
     use tokio::io::AsyncReadExt;
     config.channel.shutdown_timeout = Duration::from_millis(300);
-    let server = start(config, echo).await;
+    let server = Running::start(config, echo).await;
     let mut raw = tokio::net::TcpStream::connect(&server.addr).await.expect("connect");
     // A ping round trip proves the connection is served.
     let ping = [0x00, 0xff, 0, 0, 0, 0, 0, 0, 7, 0, 0, 0];
@@ -372,8 +427,8 @@ async fn bytes_seen_on_shutdown(mut config: ServerConfig) -> Vec<u8> {
     seen
 }
 
-// V-5 / SPEC 3: a server shutdown sends 0xff01 to each client, unless disabled (for
-// MR::IProto clients and Octopus peers).
+// A server shutdown sends 0xff01 to each client, unless disabled (for peers such as Perl's
+// MR::IProto that do not expect it).
 #[tokio::test]
 async fn shutdown_sends_0xff01_unless_disabled() {
     let _serial = serial().await;
@@ -393,7 +448,7 @@ async fn shutdown_is_bounded_when_a_handler_hangs() {
     config.channel.shutdown_timeout = Duration::from_secs(60);
     let entered = Arc::new(Notify::new());
     let e = entered.clone();
-    let server = start(config, move |_p: Packet, _ch: Channel| {
+    let server = Running::start(config, move |_p: Packet, _ch: Channel| {
         e.notify_one();
         std::future::pending::<Option<Bytes>>()
     })
