@@ -393,13 +393,20 @@ async fn per_call_timeout_and_cancellation_by_drop() {
         let kv = kv.clone();
         async move { kv.slow(&()).await }
     });
-    loop {
-        release.notify_waiters();
-        if answer.is_finished() {
-            break;
+    // The handlers may not be waiting yet when released: release until the answer comes, for
+    // a bounded time.
+    let released = async {
+        loop {
+            release.notify_waiters();
+            if answer.is_finished() {
+                break;
+            }
+            tokio::task::yield_now().await;
         }
-        tokio::task::yield_now().await;
-    }
+    };
+    tokio::time::timeout(Duration::from_secs(10), released)
+        .await
+        .expect("the answer after the abandoned handlers were released did not come within 10 s");
     assert_eq!(answer.await.unwrap().unwrap(), 7);
 }
 
