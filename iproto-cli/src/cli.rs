@@ -5,14 +5,17 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{ArgAction, Args, Parser, Subcommand};
+use iproto::cluster::Balance;
 
 use crate::error::CliError;
 use crate::hexdump::parse_hex;
 use crate::spec::{parse_pack_spec, parse_unpack_spec, UnpackSpec};
+use crate::target::parse_balance;
 
 /// Talk to iproto services: call, ping, serve, decode and bench.
 ///
-/// Addresses are `host:port` for TCP or `unix:/path/to.sock` for Unix sockets.
+/// Addresses are `host:port` for TCP or `unix:/path/to.sock` for Unix sockets; `call`, `ping`
+/// and `bench` also take a cluster in MR::IProto's form `HOST:PORT[:WEIGHT],...`.
 #[derive(Debug, Parser)]
 #[command(name = "iproto", version, propagate_version = true, after_help = MAIN_EXAMPLES)]
 pub struct Cli {
@@ -75,7 +78,8 @@ Examples:
   iproto call 127.0.0.1:3301 17 --hex '0a 0b 0c'
   iproto call unix:/tmp/app.sock 17 --file request.bin
   iproto call 127.0.0.1:3301 0x11 --pack 'u32:7 ber:300 str:\"hello\" bytes:0a0b'
-  iproto call 127.0.0.1:3301 17 --pack 'u32:7' --unpack 'u32 str' --timeout 500ms",
+  iproto call 127.0.0.1:3301 17 --pack 'u32:7' --unpack 'u32 str' --timeout 500ms
+  iproto call h1:3301,h2:3301:2 17 0a --balance ketama --key user:42   the key's server",
     spec_help!()
 );
 
@@ -83,7 +87,8 @@ const PING_EXAMPLES: &str = "\
 Examples:
   iproto ping 127.0.0.1:3301                 until Ctrl-C
   iproto ping 127.0.0.1:3301 --count 3 --interval 200ms
-  iproto ping unix:/tmp/app.sock -c 1 --timeout 1s";
+  iproto ping unix:/tmp/app.sock -c 1 --timeout 1s
+  iproto ping h1:3301,h2:3301,h3:3301 -c 3     each server of a list";
 
 const SERVE_EXAMPLES: &str = "\
 Examples:
@@ -110,6 +115,7 @@ Examples:
   iproto bench 127.0.0.1:3301 --conns 4 --concurrency 256 --size 100
   iproto bench 127.0.0.1:3301 --requests 100000 --json
   iproto bench 127.0.0.1:3301 --rate 50000 --duration 30    open loop, corrected latency
+  iproto bench h1:3301,h2:3301,h3:3301 --balance ketama     spread over a list (random keys)
 
 Closed loop by default: each caller keeps one request in flight. With --rate the callers
 send on a fixed schedule and latency counts from the intended send time, so a stalled
@@ -120,7 +126,7 @@ Every reply is compared with its request unless --no-verify (the server must ech
 #[derive(Debug, Args)]
 #[command(group = clap::ArgGroup::new("source").args(["hex", "file", "pack"]).multiple(false))]
 pub struct CallArgs {
-    /// Server address: host:port or unix:/path.
+    /// Server address (host:port or unix:/path) or a list HOST:PORT[:WEIGHT],...
     pub addr: String,
     /// Message code, decimal or 0x hex; reserved codes (>= 0xff00) are sent as typed.
     #[arg(value_parser = parse_msg)]
@@ -145,6 +151,12 @@ pub struct CallArgs {
     /// How long to wait for the connection and the reply (e.g. 5s, 500ms, 1.5).
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub timeout: Duration,
+    /// How a list picks its server: round-robin, hash-crc32, ketama (MR::IProto's) or consistent.
+    #[arg(long, default_value = "round-robin", value_parser = parse_balance)]
+    pub balance: Balance,
+    /// The key that places the call on a list's server (the keyed modes need one).
+    #[arg(long)]
+    pub key: Option<String>,
 }
 
 /// Where a request body comes from, after resolving BODY, --hex, --file and --pack.
@@ -206,7 +218,7 @@ pub fn read_input(path: &std::path::Path) -> Result<Vec<u8>, CliError> {
 /// Arguments of `iproto ping`.
 #[derive(Debug, Args)]
 pub struct PingArgs {
-    /// Server address: host:port or unix:/path.
+    /// Server address (host:port or unix:/path) or a list HOST:PORT[:WEIGHT],... (each pinged).
     pub addr: String,
     /// Stop after this many pings (default: until Ctrl-C).
     #[arg(short, long)]
@@ -258,9 +270,14 @@ pub struct DecodeArgs {
 /// Arguments of `iproto bench`.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// Server address (host:port or unix:/path); none starts an embedded echo server.
+    /// Server address (host:port or unix:/path) or a list HOST:PORT[:WEIGHT],...; none starts
+    /// an embedded echo server.
     pub addr: Option<String>,
-    /// Connections to open (1 to 10 000).
+    /// How calls spread over a list: round-robin, or random keys placed by hash-crc32, ketama
+    /// or consistent.
+    #[arg(long, default_value = "round-robin", value_parser = parse_balance)]
+    pub balance: Balance,
+    /// Connections to open (1 to 10 000; per server of a list).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub conns: u32,
     /// Callers, each keeping one request in flight, spread over the connections (1 to 100 000).
@@ -424,6 +441,18 @@ mod tests {
         assert!(parse(&["bench", "--rate", "0"]).is_err());
         assert!(parse(&["bench", "--rate", "1e-300"]).is_err());
         assert!(parse(&["bench", "--concurrency", "100001"]).is_err());
+        let Command::Bench(b) = parse(&["bench", "a:1,b:2", "--balance", "ketama"]).unwrap().command else {
+            panic!("not bench")
+        };
+        assert_eq!(b.balance.name(), "ketama");
+        assert!(parse(&["bench", "--balance", "nope"]).is_err());
+    }
+
+    #[test]
+    fn call_takes_a_balance_and_a_key() {
+        let c = call(&["a:1,b:2", "1", "--balance", "hash-crc32", "--key", "user:1"]);
+        assert_eq!((c.balance.name(), c.key.as_deref()), ("hash-crc32", Some("user:1")));
+        assert_eq!(call(&["a:1", "1"]).balance.name(), "round-robin");
     }
 
     #[test]

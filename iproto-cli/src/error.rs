@@ -72,6 +72,9 @@ pub enum CliError {
         /// Pings sent.
         sent: u64,
     },
+    /// A server list or `--balance` that does not parse, or a keyed mode without `--key`.
+    #[error("{0}")]
+    Cluster(#[from] iproto::ClusterError),
     /// Writing the output failed (for example a closed pipe).
     #[error("cannot write output: {0}")]
     Output(#[source] std::io::Error),

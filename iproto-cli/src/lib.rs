@@ -11,5 +11,6 @@ pub mod hexdump;
 pub mod run;
 pub mod serve;
 pub mod spec;
+pub mod target;
 
 pub use error::CliError;

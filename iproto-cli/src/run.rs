@@ -13,6 +13,7 @@ use crate::error::CliError;
 use crate::hexdump::{dump, parse_hex};
 use crate::serve;
 use crate::spec::UnpackSpec;
+use crate::target::{self, ClusterBench, Target};
 
 /// Runs one subcommand to completion.
 pub async fn run(command: Command) -> Result<(), CliError> {
@@ -44,11 +45,28 @@ pub(crate) fn out(text: &str) -> Result<(), CliError> {
 
 async fn call(args: CallArgs) -> Result<(), CliError> {
     let body = args.body_source()?.load()?;
-    let ch = connect(&args.addr, args.timeout).await?;
     // The user typed the code, so reserved codes (pings, 0xff01) are allowed.
     let opts = CallOptions { timeout: Some(args.timeout), allow_reserved: true, ..Default::default() };
-    let result = ch.call_with(args.msg, &body, opts).await;
-    ch.close();
+    let result = match Target::parse(&args.addr)? {
+        Target::One(addr) => {
+            let ch = connect(&addr, args.timeout).await?;
+            let result = ch.call_with(args.msg, &body, opts).await;
+            ch.close();
+            result
+        }
+        Target::Many(_) if args.balance.is_keyed() && args.key.is_none() => {
+            return Err(CliError::Usage(format!(
+                "--balance {} places calls by key: add --key KEY",
+                args.balance.name()
+            )));
+        }
+        Target::Many(list) => {
+            let cluster = target::connect(list, args.balance.clone(), 1, args.timeout).await?;
+            let result = target::call(&cluster, args.key.as_deref(), args.msg, &body, opts).await;
+            cluster.close().await;
+            result
+        }
+    };
     let reply = result.map_err(|source| CliError::Call { addr: args.addr.clone(), source })?;
     tracing::info!(msg = args.msg, len = reply.len(), "reply");
     out(&render_reply(&reply, args.unpack.as_ref(), args.plain)?)
@@ -86,33 +104,47 @@ fn decode(args: DecodeArgs) -> Result<(), CliError> {
 }
 
 async fn ping(args: PingArgs) -> Result<(), CliError> {
-    let ch = connect(&args.addr, args.timeout).await?;
+    let addrs = Target::parse(&args.addr)?.addrs();
+    let mut channels = Vec::with_capacity(addrs.len());
+    for addr in &addrs {
+        channels.push(connect(addr, args.timeout).await?);
+    }
     let mut interrupted = std::pin::pin!(tokio::signal::ctrl_c());
     let mut ticker = tokio::time::interval(args.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let (mut sent, mut rtts) = (0u64, Vec::new());
+    let (mut sent, mut rtts) = (0u64, vec![Vec::new(); addrs.len()]);
     while args.count.is_none_or(|n| sent < n) {
         tokio::select! {
             _ = ticker.tick() => {}
             _ = &mut interrupted => break,
         }
         sent += 1;
-        let line = tokio::select! {
-            r = ch.ping() => match r {
-                Ok(rtt) => {
-                    rtts.push(rtt);
-                    format!("reply from {}: seq={sent} time={:.3} ms\n", args.addr, ms(rtt))
-                }
-                Err(e) => format!("no reply from {}: seq={sent}: {e}\n", args.addr),
-            },
+        // Every server of a list at once; one line each, in list order.
+        let pings = futures_util::future::join_all(channels.iter().map(|ch| ch.ping()));
+        let results = tokio::select! {
+            r = pings => r,
             _ = &mut interrupted => break,
         };
-        out(&line)?;
+        let mut lines = String::new();
+        for ((addr, result), rtts) in addrs.iter().zip(results).zip(&mut rtts) {
+            match result {
+                Ok(rtt) => {
+                    rtts.push(rtt);
+                    lines.push_str(&format!("reply from {addr}: seq={sent} time={:.3} ms\n", ms(rtt)));
+                }
+                Err(e) => lines.push_str(&format!("no reply from {addr}: seq={sent}: {e}\n")),
+            }
+        }
+        out(&lines)?;
     }
-    ch.close();
-    out(&ping_summary(&args.addr, sent, &rtts))?;
-    if rtts.is_empty() {
-        return Err(CliError::NoPingReply { addr: args.addr, sent });
+    for ch in &channels {
+        ch.close();
+    }
+    for (addr, rtts) in addrs.iter().zip(&rtts) {
+        out(&ping_summary(addr, sent, rtts))?;
+    }
+    if let Some((addr, _)) = addrs.iter().zip(&rtts).find(|(_, rtts)| rtts.is_empty()) {
+        return Err(CliError::NoPingReply { addr: addr.clone(), sent });
     }
     Ok(())
 }
@@ -173,11 +205,6 @@ async fn bench(args: BenchArgs) -> Result<(), CliError> {
             (server.addr().to_owned(), Some(server))
         }
     };
-    let mut conns = Vec::with_capacity(args.conns as usize);
-    for _ in 0..args.conns {
-        let ch = connect(&target, args.timeout).await?;
-        conns.push(ch);
-    }
     let name = match &embedded {
         Some(_) => format!("embedded echo server at {target}"),
         None => target.clone(),
@@ -186,7 +213,27 @@ async fn bench(args: BenchArgs) -> Result<(), CliError> {
     let interrupted = async {
         let _ = tokio::signal::ctrl_c().await;
     };
-    let report = bench::run_until(name, conns, &opts, interrupted).await;
+    let report = match Target::parse(&target)? {
+        Target::One(addr) => {
+            let mut conns = Vec::with_capacity(args.conns as usize);
+            for _ in 0..args.conns {
+                conns.push(connect(&addr, args.timeout).await?);
+            }
+            bench::run_until(name, conns, &opts, interrupted).await
+        }
+        Target::Many(list) => {
+            // `--conns` connections to each server; callers share the one cluster.
+            let name = format!("{name} ({})", args.balance.name());
+            let cluster = target::connect(list, args.balance.clone(), args.conns as usize, args.timeout).await?;
+            let conns = (0..args.conns).map(|_| ClusterBench::new(cluster.clone())).collect();
+            let report = bench::run_until(name, conns, &opts, interrupted).await;
+            let spread: Vec<String> =
+                cluster.stats().servers.iter().map(|s| format!("{}={}", s.server.addr, s.calls)).collect();
+            eprintln!("calls per server: {}", spread.join(" "));
+            cluster.close().await;
+            report
+        }
+    };
     if let Some(server) = embedded {
         server.stop().await;
     }

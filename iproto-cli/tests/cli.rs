@@ -363,3 +363,53 @@ fn serve_write_timeout_drops_a_client_that_never_reads() {
     let o = iproto(&["call", &s.addr, "1", "0a0b", "--plain"]);
     assert_eq!(stdout(&o), "0a0b\n", "{}", stderr(&o));
 }
+
+#[test]
+fn call_over_a_list_places_a_keyed_call_and_needs_the_key() {
+    let (a, b) = (Server::echo(), Server::echo());
+    let list = format!("{},{}:2", a.addr, b.addr);
+    let o = iproto(&["call", &list, "17", "0a0b", "--balance", "ketama", "--key", "user:42", "--plain"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "0a0b\n");
+    let o = iproto(&["call", &list, "17", "0a0b", "--plain"]);
+    assert_eq!(stdout(&o), "0a0b\n", "round-robin by default: {}", stderr(&o));
+    assert_one_line_error(&iproto(&["call", &list, "17", "--balance", "ketama"]), "add --key KEY");
+    assert_one_line_error(&iproto(&["call", &format!("{},nowhere", a.addr), "17"]), "has no port");
+    let o = iproto(&["call", &list, "17", "--balance", "random"]);
+    assert!(!o.status.success() && stderr(&o).contains("unknown balancing mode"), "{}", stderr(&o));
+}
+
+#[test]
+fn ping_over_a_list_pings_each_server() {
+    let (a, b) = (Server::echo(), Server::echo());
+    let o = iproto(&["ping", &format!("{},{}", a.addr, b.addr), "--count", "2", "--interval", "10ms"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    for addr in [&a.addr, &b.addr] {
+        assert_eq!(out.matches(&format!("reply from {addr}")).count(), 2, "{out}");
+        assert!(out.contains(&format!("--- {addr} ping statistics ---\n2 sent, 2 received")), "{out}");
+    }
+}
+
+#[test]
+fn bench_over_a_list_spreads_its_calls() {
+    let (a, b, c) = (Server::echo(), Server::echo(), Server::echo());
+    let list = format!("{},{},{}", a.addr, b.addr, c.addr);
+    for balance in ["round-robin", "ketama", "consistent", "hash-crc32"] {
+        let o = iproto(&["bench", &list, "--balance", balance, "--requests", "3000", "--concurrency", "8", "--json"]);
+        let r = json(&o);
+        assert_eq!((r["calls"].as_u64(), r["errors"].as_u64()), (Some(3000), Some(0)), "{balance}: {r}");
+        let spread = stderr(&o);
+        for addr in [&a.addr, &b.addr, &c.addr] {
+            let calls: u64 = spread
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix(&format!("{addr}=")))
+                .unwrap_or_else(|| panic!("{balance}: no count for {addr}: {spread}"))
+                .parse()
+                .unwrap();
+            // Round-robin rotates exactly; keyed modes spread random keys by their placement.
+            let least = if balance == "round-robin" { 999 } else { 1 };
+            assert!(calls >= least, "{balance}: {addr} took {calls} of 3000 calls: {spread}");
+        }
+    }
+}
