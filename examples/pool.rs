@@ -19,7 +19,7 @@ async fn main() -> Result<(), iproto::Error> {
     let serving = tokio::spawn(server.serve_with_shutdown(
         |packet: Packet, _channel: Channel| async move {
             let n: u32 = iproto::unpack_exact(&packet.body).ok()?;
-            iproto::pack(&(n * 2)).ok().map(Into::into)
+            iproto::pack(&(n * 2)).ok()
         },
         async {
             let _ = stopped.await;

@@ -43,12 +43,10 @@ pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
     stopped.map_err(|source| CliError::Serve { addr: local, source })
 }
 
-/// The server settings of the CLI: handlers run inline on the reader, since both handlers
-/// only copy or log and never wait.
+/// The server settings of the CLI: the library's defaults. Both handlers answer without
+/// waiting, so the reader runs them and writes their replies in its batch.
 fn server_config() -> ServerConfig {
-    let mut config = ServerConfig::default();
-    config.channel.inline_handlers = true;
-    config
+    ServerConfig::default()
 }
 
 async fn echo(packet: Packet, channel: Channel) -> Option<Bytes> {

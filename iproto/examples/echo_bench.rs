@@ -1,5 +1,5 @@
-//! Loopback echo benchmark of Channel + Server, in the shape of the lean yardstick in
-//! `shared/ceiling` (`raw-server` / `raw-bench`), so the two can be run side by side:
+//! Loopback echo benchmark of Channel + Server, in the shape of the lean yardstick
+//! (`raw-server` / `raw-bench`), so the two can be run side by side:
 //!
 //! ```sh
 //! cargo run --release -p mr-iproto --example echo_bench -- --serve 127.0.0.1:34002
@@ -19,21 +19,11 @@ struct Args {
     concurrency: usize,
     size: usize,
     duration: f64,
-    inline: bool,
     write_queue: Option<usize>,
 }
 
 fn parse_args() -> Args {
-    let mut a = Args {
-        addr: None,
-        serve: None,
-        conns: 1,
-        concurrency: 64,
-        size: 32,
-        duration: 5.0,
-        inline: false,
-        write_queue: None,
-    };
+    let mut a = Args { addr: None, serve: None, conns: 1, concurrency: 64, size: 32, duration: 5.0, write_queue: None };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
@@ -44,7 +34,6 @@ fn parse_args() -> Args {
             "--concurrency" => a.concurrency = value().parse().expect("--concurrency"),
             "--size" => a.size = value().parse().expect("--size"),
             "--duration" => a.duration = value().parse().expect("--duration"),
-            "--inline" => a.inline = true,
             "--write-queue" => a.write_queue = Some(value().parse().expect("--write-queue")),
             other => panic!("unknown argument {other}"),
         }
@@ -52,10 +41,8 @@ fn parse_args() -> Args {
     a
 }
 
-async fn serve(addr: &str, inline: bool) -> String {
-    let mut config = iproto::ServerConfig::default();
-    config.channel.inline_handlers = inline;
-    let server = Server::bind_with(addr, config).await.expect("bind");
+async fn serve(addr: &str) -> String {
+    let server = Server::bind(addr).await.expect("bind");
     let local = server.local_addr().to_string();
     tokio::spawn(server.serve(|p: Packet, _ch: Channel| async move { Some(p.body) }));
     local
@@ -66,13 +53,13 @@ fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     rt.block_on(async move {
         if let Some(addr) = &a.serve {
-            let local = serve(addr, a.inline).await;
+            let local = serve(addr).await;
             eprintln!("listening on {local}");
             std::future::pending::<()>().await;
         }
         let addr = match &a.addr {
             Some(addr) => addr.clone(),
-            None => serve("127.0.0.1:0", a.inline).await,
+            None => serve("127.0.0.1:0").await,
         };
         let mut config = ChannelConfig { ping_interval: None, ..ChannelConfig::client() };
         if let Some(q) = a.write_queue {

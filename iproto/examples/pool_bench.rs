@@ -16,7 +16,6 @@ struct Args {
     addr: Option<String>,
     listen: Option<String>,
     /// Run the server's handlers on the reader task (not the default), for comparison.
-    inline_handlers: bool,
     /// Call the pool's channels directly, round-robin, to see what the pool itself costs.
     direct: bool,
     /// go-iproto's strict per-call round-robin instead of the batching pick.
@@ -35,7 +34,6 @@ fn parse_args() -> Result<Args, String> {
         direct: false,
         strict: false,
         write_queue: None,
-        inline_handlers: false,
         conns: 4,
         concurrency: 256,
         size: 32,
@@ -50,10 +48,6 @@ fn parse_args() -> Result<Args, String> {
             }
             "--strict-round-robin" => {
                 args.strict = true;
-                continue;
-            }
-            "--inline-handlers" => {
-                args.inline_handlers = true;
                 continue;
             }
             _ => {}
@@ -88,7 +82,7 @@ fn main() {
     let args = match parse_args() {
         Ok(a) => a,
         Err(e) => {
-            eprintln!("{e}\nusage: pool_bench [--addr HOST:PORT | --listen HOST:PORT] [--direct] [--strict-round-robin] [--write-queue N] [--inline-handlers] --conns N --concurrency C --size BYTES --duration SECS");
+            eprintln!("{e}\nusage: pool_bench [--addr HOST:PORT | --listen HOST:PORT] [--direct] [--strict-round-robin] [--write-queue N] --conns N --concurrency C --size BYTES --duration SECS");
             std::process::exit(2);
         }
     };
@@ -97,8 +91,7 @@ fn main() {
     let addr = match &args.addr {
         Some(a) => a.clone(),
         None => server_rt.block_on(async {
-            let mut config = iproto::ServerConfig::default();
-            config.channel.inline_handlers = args.inline_handlers;
+            let config = iproto::ServerConfig::default();
             let server = match Server::bind_with(args.listen.as_deref().unwrap_or("127.0.0.1:0"), config).await {
                 Ok(s) => s,
                 Err(e) => {

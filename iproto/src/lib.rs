@@ -38,7 +38,7 @@ pub mod wire;
 /// The `bytes` crate, for `Bytes` fields and hand-written impls (`BufMut`).
 pub use bytes;
 
-pub use channel::{BoxHandler, CallOptions, Channel, ChannelConfig, ChannelStats, Handler, Sender};
+pub use channel::{BoxHandler, CallOptions, Channel, ChannelConfig, ChannelStats, Handler, Reply, Sender, Started};
 pub use cluster::{Balance, Cluster, ClusterConfig, ClusterError, ServerList};
 pub use error::{Error, PoolError, TimeoutStage};
 pub use iproto_derive::{IprotoPack, IprotoUnpack};

@@ -1,12 +1,13 @@
 //! [`ServeMux`]: routes incoming requests to handlers by message code.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::channel::handler::BoxFuture;
 use crate::channel::pending::Build;
-use crate::channel::{BoxHandler, Channel, Handler};
+use crate::channel::{BoxHandler, Channel, Handler, Started};
 use crate::wire::Packet;
 
 /// Registering a code twice (go-iproto panics; we return this).
@@ -36,8 +37,8 @@ enum Fallback {
 ///
 /// let mut mux = ServeMux::new();
 /// mux.handle(0x10, |p: Packet, _ch: Channel| async move { Some(p.body) }).unwrap();
-/// mux.handle(0x11, |_p: Packet, _ch: Channel| async move { None }).unwrap();
-/// assert!(mux.handle(0x10, |_p: Packet, _ch: Channel| async move { None }).is_err());
+/// mux.handle(0x11, |_p: Packet, _ch: Channel| async move {}).unwrap();
+/// assert!(mux.handle(0x10, |_p: Packet, _ch: Channel| async move {}).is_err());
 /// ```
 #[derive(Clone, Default)]
 pub struct ServeMux {
@@ -93,16 +94,16 @@ impl ServeMux {
 }
 
 impl ServeMux {
-    /// Starts handling `packet` with its route's handler: the route's boxed future itself.
-    pub(crate) fn start(&self, packet: Packet, channel: Channel) -> BoxFuture {
+    /// Starts handling `packet` with its route's handler: the route's started future itself.
+    fn route(&self, packet: Packet, channel: Channel) -> Started {
         match self.routes.get(&packet.header.msg) {
             Some(route) => route.start(packet, channel),
             None => match &self.fallback {
                 Fallback::Ignore => {
                     tracing::debug!(msg = packet.header.msg, "no route for message code; no reply");
-                    Box::pin(std::future::ready(None))
+                    Started::ready(None)
                 }
-                Fallback::Reply(body) => Box::pin(std::future::ready(Some(body.clone()))),
+                Fallback::Reply(body) => Started::ready(Some(body.clone())),
                 Fallback::Handler(handler) => handler.start(packet, channel),
             },
         }
@@ -110,7 +111,21 @@ impl ServeMux {
 }
 
 impl Handler for ServeMux {
-    async fn handle(&self, packet: Packet, channel: Channel) -> Option<Bytes> {
-        self.start(packet, channel).await
+    type Reply = Started;
+
+    fn handle(&self, packet: Packet, channel: Channel) -> impl Future<Output = Started> + Send {
+        let mut started = self.route(packet, channel);
+        async move {
+            if started.done().await.is_err() {
+                panic!("iproto: a ServeMux route's handler panicked");
+            }
+            started
+        }
+    }
+
+    /// The route's own started future: one box per request, not one for the mux and one for
+    /// the route.
+    fn start(self: Arc<Self>, packet: Packet, channel: Channel) -> Started {
+        self.route(packet, channel)
     }
 }

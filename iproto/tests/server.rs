@@ -230,6 +230,8 @@ fn mux_duplicate_registration_is_an_error() {
 struct Fixed(&'static [u8]);
 
 impl iproto::Handler for Fixed {
+    type Reply = Option<Bytes>;
+
     async fn handle(&self, _packet: Packet, _channel: Channel) -> Option<Bytes> {
         Some(Bytes::from_static(self.0))
     }
@@ -276,7 +278,7 @@ async fn mux_fallback_replies_to_unknown_codes() {
 async fn nested_muxes_fallback_handlers_and_panicking_routes() {
     let _serial = serial().await;
     let mut inner = routed_mux();
-    inner.handle(9, |_p: Packet, _ch: Channel| async { panic!("route 9 panics") }).expect("route 9");
+    inner.handle(9, |_p: Packet, _ch: Channel| async { panic!("route 9 panics") as Option<Bytes> }).expect("route 9");
     let mut outer = ServeMux::new();
     outer.handle(0x20, Fixed(b"outer")).expect("route 0x20");
     outer.handle(0x21, routed_mux().reply_to_unknown(Bytes::from_static(b"inner fallback")).clone()).expect("nested");

@@ -178,7 +178,7 @@ pub fn counting_client(timeout: Duration) -> (ChannelConfig, Arc<AtomicU64>) {
     let config = ChannelConfig { request_timeout: timeout, ..ChannelConfig::client() }.with_handler(
         move |_p: Packet, _ch: Channel| {
             seen.fetch_add(1, Relaxed);
-            async { None }
+            async {}
         },
     );
     (config, strays)

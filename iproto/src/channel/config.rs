@@ -1,15 +1,11 @@
 //! [`ChannelConfig`] with go-iproto's defaults and per-call
 //! [`CallOptions`].
 
-use std::any::Any;
 use std::fmt;
-use std::sync::Arc;
 use std::time::Duration;
 
-use super::handler::{BoxFuture, DynHandler, Handler};
-use super::Channel;
-use crate::mux::ServeMux;
-use crate::wire::{Packet, DEFAULT_SIZE_LIMIT};
+use super::handler::{BoxHandler, Handler};
+use crate::wire::DEFAULT_SIZE_LIMIT;
 
 /// Settings of one channel. `ChannelConfig::default()` is [`ChannelConfig::client`].
 ///
@@ -50,60 +46,16 @@ pub struct ChannelConfig {
     /// Never send the 0xff01 shutdown packet, e.g. for Octopus peers that use the
     /// code for replication or MR::IProto clients that cannot handle it.
     pub disable_shutdown: bool,
-    /// Incoming requests handled at once; at the limit the reader waits. Default 1 024.
+    /// Incoming requests handled at once; at the limit the reader waits. A handler that answers
+    /// without waiting runs on the reader, its reply written into the reader's batch, and
+    /// holds no slot; one that waits runs on a task of its own. Default 1 024.
     pub max_concurrent_requests: usize,
-    /// Run the handler on the reader task instead of a task per request; for handlers that
-    /// never block. Default false.
-    pub inline_handlers: bool,
     /// Set TCP_NODELAY on TCP connections. Default true (without it pipelined calls stall
     /// for ~40 ms).
     pub nodelay: bool,
     /// The handler for incoming requests (go-iproto's `ChannelConfig.Handler`); set it with
     /// [`with_handler`](Self::with_handler). Without one, requests are dropped unanswered.
     pub handler: Option<BoxHandler>,
-}
-
-/// A type-erased, shareable [`Handler`].
-#[derive(Clone)]
-pub struct BoxHandler(pub(crate) Erased);
-
-/// What a [`BoxHandler`] holds: a [`ServeMux`] is kept as itself, so that a request goes
-/// straight to its route's handler (one boxed future per request, not one for the mux and
-/// one for the route).
-#[derive(Clone)]
-pub(crate) enum Erased {
-    Dyn(Arc<dyn DynHandler>),
-    Mux(Arc<ServeMux>),
-}
-
-impl BoxHandler {
-    /// Erases `handler`'s type.
-    pub fn new<H: Handler>(handler: H) -> Self {
-        // A mux is recognised by its type, once, here.
-        let mut slot = Some(handler);
-        if let Some(mux) = (&mut slot as &mut dyn Any).downcast_mut::<Option<ServeMux>>().and_then(Option::take) {
-            return BoxHandler(Erased::Mux(Arc::new(mux)));
-        }
-        BoxHandler(Erased::Dyn(match slot {
-            Some(handler) => Arc::new(handler),
-            // Taken only when `H` is `ServeMux`, which returned above.
-            None => Arc::new(ServeMux::new()),
-        }))
-    }
-
-    /// Starts handling `packet`: the handler's future, boxed.
-    pub(crate) fn start(&self, packet: Packet, channel: Channel) -> BoxFuture {
-        match &self.0 {
-            Erased::Dyn(handler) => Arc::clone(handler).handle_boxed(packet, channel),
-            Erased::Mux(mux) => mux.start(packet, channel),
-        }
-    }
-}
-
-impl fmt::Debug for BoxHandler {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("BoxHandler")
-    }
 }
 
 impl ChannelConfig {
@@ -122,7 +74,6 @@ impl ChannelConfig {
             disable_ping: false,
             disable_shutdown: false,
             max_concurrent_requests: 1024,
-            inline_handlers: false,
             nodelay: true,
             handler: None,
         }
@@ -176,7 +127,6 @@ impl fmt::Debug for ChannelConfig {
             .field("disable_ping", &self.disable_ping)
             .field("disable_shutdown", &self.disable_shutdown)
             .field("max_concurrent_requests", &self.max_concurrent_requests)
-            .field("inline_handlers", &self.inline_handlers)
             .field("nodelay", &self.nodelay)
             .field("handler", &self.handler.is_some())
             .finish()

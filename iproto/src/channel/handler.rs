@@ -1,16 +1,17 @@
-//! [`Handler`]: what a channel does with incoming requests. Async closures implement it.
+//! [`Handler`]: what a channel does with incoming requests (async closures implement it), and
+//! [`BoxHandler`], its type-erased form that configs and mux routes hold.
 
+use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 
-use bytes::Bytes;
-
+use super::reply::{Reply, Started};
 use super::Channel;
 use crate::wire::Packet;
 
-/// Handles one incoming request: gets the packet and a handle to its channel, returns the reply
-/// body, or `None` to send no reply (notifications, or requests answered later via
-/// [`Channel::send`]).
+/// Handles one incoming request: gets the packet and a handle to its channel, returns the
+/// [`Reply`]: a body (`Bytes`), `None` or `()` to send no reply (notifications, or requests
+/// answered later via [`Channel::send`]), or a value that writes its body itself.
 ///
 /// ```
 /// use iproto::{Channel, Packet};
@@ -21,30 +22,69 @@ use crate::wire::Packet;
 /// # drop(config);
 /// ```
 pub trait Handler: Send + Sync + 'static {
+    /// What the handler answers with.
+    type Reply: Reply + 'static;
+
     /// Handles `packet`, received on `channel`.
-    fn handle(&self, packet: Packet, channel: Channel) -> impl Future<Output = Option<Bytes>> + Send;
+    fn handle(&self, packet: Packet, channel: Channel) -> impl Future<Output = Self::Reply> + Send;
+
+    /// Starts handling `packet`: the future of [`handle`](Self::handle), boxed once. A
+    /// handler that dispatches to others ([`ServeMux`](crate::ServeMux)) overrides it to hand
+    /// back the chosen handler's own started future instead of boxing a second one around it.
+    fn start(self: Arc<Self>, packet: Packet, channel: Channel) -> Started
+    where
+        Self: Sized,
+    {
+        Started::new(async move { self.handle(packet, channel).await })
+    }
 }
 
 impl<F, Fut> Handler for F
 where
     F: Fn(Packet, Channel) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Option<Bytes>> + Send + 'static,
+    Fut: Future<Output: Reply + 'static> + Send + 'static,
 {
-    fn handle(&self, packet: Packet, channel: Channel) -> impl Future<Output = Option<Bytes>> + Send {
+    type Reply = Fut::Output;
+
+    fn handle(&self, packet: Packet, channel: Channel) -> impl Future<Output = Fut::Output> + Send {
         self(packet, channel)
+    }
+
+    fn start(self: Arc<Self>, packet: Packet, channel: Channel) -> Started {
+        // The closure's future owns what it needs: no handle on the closure is kept.
+        Started::new(self(packet, channel))
     }
 }
 
-/// A boxed handler future.
-pub(crate) type BoxFuture = futures_util::future::BoxFuture<'static, Option<Bytes>>;
-
-/// Object-safe form of [`Handler`], so configs and channels are not generic over it.
-pub(crate) trait DynHandler: Send + Sync + 'static {
-    fn handle_boxed(self: Arc<Self>, packet: Packet, channel: Channel) -> BoxFuture;
+/// Object-safe form of [`Handler`].
+trait DynHandler: Send + Sync + 'static {
+    fn start_dyn(self: Arc<Self>, packet: Packet, channel: Channel) -> Started;
 }
 
 impl<H: Handler> DynHandler for H {
-    fn handle_boxed(self: Arc<Self>, packet: Packet, channel: Channel) -> BoxFuture {
-        Box::pin(async move { self.handle(packet, channel).await })
+    fn start_dyn(self: Arc<Self>, packet: Packet, channel: Channel) -> Started {
+        Handler::start(self, packet, channel)
+    }
+}
+
+/// A type-erased, shareable [`Handler`].
+#[derive(Clone)]
+pub struct BoxHandler(Arc<dyn DynHandler>);
+
+impl BoxHandler {
+    /// Erases `handler`'s type.
+    pub fn new<H: Handler>(handler: H) -> Self {
+        BoxHandler(Arc::new(handler))
+    }
+
+    /// Starts handling `packet` (see [`Handler::start`]).
+    pub fn start(&self, packet: Packet, channel: Channel) -> Started {
+        Arc::clone(&self.0).start_dyn(packet, channel)
+    }
+}
+
+impl fmt::Debug for BoxHandler {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("BoxHandler")
     }
 }

@@ -21,12 +21,12 @@
 
 mod call;
 mod config;
-pub(crate) mod direct;
-pub(crate) mod handler;
+mod handler;
 mod keepalive;
 mod outbox;
 pub(crate) mod pending;
 mod reader;
+mod reply;
 mod shared;
 mod shutdown;
 mod stats;
@@ -43,8 +43,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 use tracing::Instrument;
 
-pub use config::{BoxHandler, CallOptions, ChannelConfig};
-pub use handler::Handler;
+pub use config::{CallOptions, ChannelConfig};
+pub use handler::{BoxHandler, Handler};
+pub use reply::{Reply, Started};
 pub use stats::ChannelStats;
 
 use crate::net::{self, Addr, Stream, Transport};

@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use crate::Error;
 
 /// What a pending call receives.
-pub(crate) type Reply = Result<Bytes, Error>;
+pub(crate) type CallResult = Result<Bytes, Error>;
 
 /// How many abandoned keys are remembered.
 const ABANDONED_CAP: usize = 4096;
@@ -52,7 +52,7 @@ pub(crate) type Build = BuildHasherDefault<KeyHasher>;
 
 /// One call waiting for its reply.
 struct Call {
-    tx: oneshot::Sender<Reply>,
+    tx: oneshot::Sender<CallResult>,
     /// When the sweep fails it with [`Error::Timeout`]; `None` if the call keeps its own
     /// timer (a per-call timeout).
     deadline: Option<Instant>,
@@ -73,7 +73,7 @@ impl Pending {
     /// not 0, not pending and not recently abandoned for that `msg`, and what to do
     /// and whether the caller must start the sweep task (the call has a `deadline` for it and
     /// none runs).
-    pub fn insert(&mut self, msg: u32, tx: oneshot::Sender<Reply>, deadline: Option<Instant>) -> (u32, bool) {
+    pub fn insert(&mut self, msg: u32, tx: oneshot::Sender<CallResult>, deadline: Option<Instant>) -> (u32, bool) {
         loop {
             self.next_sync = self.next_sync.wrapping_add(1);
             let sync = self.next_sync;
@@ -95,7 +95,7 @@ impl Pending {
 
     /// Takes the call waiting for `(msg, sync)`, if any.
     #[inline]
-    pub fn take(&mut self, k: u64) -> Option<oneshot::Sender<Reply>> {
+    pub fn take(&mut self, k: u64) -> Option<oneshot::Sender<CallResult>> {
         self.calls.remove(&k).map(|c| c.tx)
     }
 
@@ -104,7 +104,7 @@ impl Pending {
     /// earliest deadline left. With none left, the sweep is marked as ended: the next call with
     /// a deadline starts a new one. A scan of the whole table, but only about once per timeout period:
     /// every deadline is its call's start plus the same timeout.
-    pub fn expire(&mut self, now: Instant, expired: &mut Vec<(u32, oneshot::Sender<Reply>)>) -> Option<Instant> {
+    pub fn expire(&mut self, now: Instant, expired: &mut Vec<(u32, oneshot::Sender<CallResult>)>) -> Option<Instant> {
         let mut next: Option<Instant> = None;
         let mut due = Vec::new();
         for (&k, call) in &self.calls {
@@ -132,7 +132,7 @@ impl Pending {
     }
 
     /// [`abandon`](Self::abandon), returning the call's sender.
-    fn abandon_take(&mut self, k: u64) -> Option<oneshot::Sender<Reply>> {
+    fn abandon_take(&mut self, k: u64) -> Option<oneshot::Sender<CallResult>> {
         let call = self.calls.remove(&k)?;
         if self.abandoned_set.insert(k) {
             self.abandoned.push_back(k);
@@ -162,7 +162,7 @@ impl Pending {
     }
 
     /// Takes every pending call (the connection is gone).
-    pub fn drain(&mut self) -> Vec<oneshot::Sender<Reply>> {
+    pub fn drain(&mut self) -> Vec<oneshot::Sender<CallResult>> {
         self.calls.drain().map(|(_, c)| c.tx).collect()
     }
 
@@ -179,7 +179,7 @@ impl Pending {
 mod tests {
     use super::*;
 
-    fn tx() -> oneshot::Sender<Reply> {
+    fn tx() -> oneshot::Sender<CallResult> {
         oneshot::channel().0
     }
 

@@ -2,21 +2,18 @@
 //! the reply of a pending call, a late reply of an abandoned call (dropped and
 //! counted), a packet for the hijack buffer, a ping, a shutdown, or a request for the handler.
 
-use std::future::Future;
-use std::panic::AssertUnwindSafe;
-use std::pin::Pin;
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
-use bytes::{BufMut, Bytes, BytesMut};
-use futures_util::FutureExt;
+use bytes::{BufMut, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::codec::Decoder;
 
 use super::outbox::Wait;
 use super::pending::key;
+use super::reply::{Panicked, Started};
 use super::shared::Shared;
 use super::stats::Counters;
 use super::writer::DirectWrite;
@@ -41,7 +38,7 @@ pub(crate) struct ReaderOutput<R> {
 struct Batch {
     packets: Vec<Packet>,
     others: Vec<Packet>,
-    completions: Vec<(tokio::sync::oneshot::Sender<super::pending::Reply>, bytes::Bytes)>,
+    completions: Vec<(tokio::sync::oneshot::Sender<super::pending::CallResult>, bytes::Bytes)>,
     /// Replies of handlers that answered at once, written to the outbox in one go.
     replies: BytesMut,
     reply_count: usize,
@@ -182,13 +179,8 @@ enum Slow {
     Control(Packet),
     /// A request whose handler must wait for a concurrency slot: not started yet, or polled
     /// once and pending.
-    Request { work: Work, msg: u32, sync: u32, polled: bool },
-    /// A handler's result that must be sent the general way.
-    Finish { msg: u32, sync: u32, result: std::thread::Result<Option<Bytes>> },
+    Request { started: Started, msg: u32, sync: u32, polled: bool },
 }
-
-/// A handler's future, with panics caught.
-type Work = futures_util::future::CatchUnwind<AssertUnwindSafe<super::handler::BoxFuture>>;
 
 /// Acts on one packet that is not a reply: hijack buffer, ping, shutdown or request, as far
 /// as it can without waiting. Returns what is left for [`dispatch`].
@@ -213,36 +205,28 @@ fn dispatch_now(shared: &Arc<Shared>, packet: Packet, hijacked: &mut BytesMut, b
     };
     Counters::inc(&shared.stats.reader.requests);
     let channel = Channel::from_shared(shared.clone());
-    let mut work = AssertUnwindSafe(handler.start(packet, channel)).catch_unwind();
-    if shared.config.inline_handlers || shared.handler_slots.available_permits() == 0 {
-        // Inline handlers run to completion here; at the concurrency limit the reader waits
-        // for a slot before it starts the handler: back-pressure to the peer.
-        return Some(Slow::Request { work, msg: h.msg, sync: h.sync, polled: false });
+    let mut started = handler.start(packet, channel);
+    if shared.handler_slots.available_permits() == 0 {
+        // At the concurrency limit the reader waits for a slot before it starts the
+        // handler: back-pressure to the peer.
+        return Some(Slow::Request { started, msg: h.msg, sync: h.sync, polled: false });
     }
     // Poll the handler once here: one that answers at once (an echo, a cache hit) costs no
-    // task hand-off and no slot. One that would wait gets its own task and is polled again
-    // there, which registers the real waker.
-    // The reply batch is lent for this poll: a typed handler packs its reply straight into it.
-    let (first, written) = super::direct::lend(&mut batch.replies, h.msg, h.sync, || {
-        Pin::new(&mut work).poll(&mut Context::from_waker(Waker::noop()))
-    });
-    batch.reply_count += usize::from(written);
-    match first {
-        Poll::Ready(Ok(Some(body))) if body.len() <= u32::MAX as usize => {
-            batch.replies.reserve(wire::HEADER_LEN + body.len());
-            let _ = wire::encode_packet(&mut batch.replies, h.msg, h.sync, &body);
-            batch.reply_count += 1;
+    // task hand-off and no slot, and its reply writes itself into the reply batch. One that
+    // would wait gets its own task and is polled again there, which registers the real waker.
+    match started.poll_done(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(done) => {
+            let written = done.and_then(|()| started.write(h.msg, h.sync, &mut batch.replies));
+            batch.reply_count += usize::from(replied(shared, h.msg, h.sync, written));
             None
         }
-        Poll::Ready(Ok(None)) => None,
-        Poll::Ready(result) => Some(Slow::Finish { msg: h.msg, sync: h.sync, result }),
         // A slot is free: the reader is the only one taking them while the channel is open.
         Poll::Pending => match shared.handler_slots.clone().try_acquire_owned() {
             Ok(permit) => {
-                spawn_handler(shared, work, h.msg, h.sync, permit);
+                spawn_handler(shared, started, h.msg, h.sync, permit);
                 None
             }
-            Err(_) => Some(Slow::Request { work, msg: h.msg, sync: h.sync, polled: true }),
+            Err(_) => Some(Slow::Request { started, msg: h.msg, sync: h.sync, polled: true }),
         },
     }
 }
@@ -259,35 +243,37 @@ async fn dispatch(shared: &Arc<Shared>, slow: Slow, batch: &mut Batch) {
             flush_replies(shared, batch).await;
             shutdown::peer_started(shared)
         }
-        Slow::Finish { msg, sync, result } => finish(shared, msg, sync, result).await,
-        Slow::Request { work, msg, sync, .. } if shared.config.inline_handlers => {
-            finish(shared, msg, sync, work.await).await
-        }
-        Slow::Request { mut work, msg, sync, polled } => {
+        Slow::Request { mut started, msg, sync, polled } => {
             // Replies gathered so far go out before the reader waits.
             flush_replies(shared, batch).await;
             let Ok(permit) = shared.handler_slots.clone().acquire_owned().await else {
                 return;
             };
             if !polled {
-                let first = Pin::new(&mut work).poll(&mut Context::from_waker(Waker::noop()));
-                if let Poll::Ready(result) = first {
+                if let Poll::Ready(done) = started.poll_done(&mut Context::from_waker(Waker::noop())) {
                     drop(permit);
-                    finish(shared, msg, sync, result).await;
+                    let written = done.and_then(|()| started.write(msg, sync, &mut batch.replies));
+                    batch.reply_count += usize::from(replied(shared, msg, sync, written));
                     return;
                 }
             }
-            spawn_handler(shared, work, msg, sync, permit);
+            spawn_handler(shared, started, msg, sync, permit);
         }
     }
 }
 
-/// Runs a handler that has to wait on its own task, holding its concurrency slot.
-fn spawn_handler(shared: &Arc<Shared>, work: Work, msg: u32, sync: u32, permit: OwnedSemaphorePermit) {
+/// Runs a handler that has to wait on its own task, holding its concurrency slot; its reply
+/// is written into a buffer of its own and queued.
+fn spawn_handler(shared: &Arc<Shared>, mut started: Started, msg: u32, sync: u32, permit: OwnedSemaphorePermit) {
     let shared = shared.clone();
     tokio::spawn(async move {
-        let result = work.await;
-        finish(&shared, msg, sync, result).await;
+        let mut out = BytesMut::new();
+        let written = started.done().await.and_then(|()| started.write(msg, sync, &mut out));
+        if replied(&shared, msg, sync, written) {
+            if let Err(e) = shared.outbox.enqueue_encoded(&out, 1).await {
+                tracing::debug!(msg, sync, error = %e, "could not send a reply");
+            }
+        }
         drop(permit);
     });
 }
@@ -304,18 +290,14 @@ async fn answer_ping(shared: &Arc<Shared>, sync: u32) {
     }
 }
 
-/// Sends the handler's reply, or counts its panic.
-async fn finish(shared: &Shared, msg: u32, sync: u32, result: std::thread::Result<Option<Bytes>>) {
-    match result {
-        Ok(Some(body)) => {
-            if let Err(e) = shared.outbox.enqueue(msg, sync, &body, Wait::Forever).await {
-                tracing::debug!(msg, sync, error = %e, "could not send a reply");
-            }
-        }
-        Ok(None) => {}
-        Err(_) => {
+/// Whether a finished handler wrote a reply packet; counts and logs a panic.
+fn replied(shared: &Shared, msg: u32, sync: u32, written: Result<bool, Panicked>) -> bool {
+    match written {
+        Ok(written) => written,
+        Err(Panicked) => {
             Counters::inc(&shared.stats.reader.handler_panics);
             tracing::error!(msg, sync, "request handler panicked; the connection goes on");
+            false
         }
     }
 }

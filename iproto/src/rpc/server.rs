@@ -4,18 +4,18 @@
 use std::future::Future;
 use std::marker::PhantomData;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use futures_util::future::{Either, FutureExt};
 
 use super::envelope::rejection_body;
 #[cfg(doc)]
 use super::SenderExt;
 use super::{Notice, Request, RC_BAD_REPLY, RC_BAD_REQUEST};
-use crate::channel::{Channel, Handler};
+use crate::channel::{Channel, Handler, Reply};
 use crate::mux::{DuplicateRoute, ServeMux};
 use crate::net::Addr;
-use crate::pack::{IprotoPack, IprotoUnpackOwned, Mode, PackError, Reader};
-use crate::wire::{encode_packet, Header, Packet, HEADER_LEN};
+use crate::pack::{IprotoPack, IprotoUnpackOwned, Mode, Reader};
+use crate::wire::Packet;
 
 /// What a typed handler learns about the request besides its body.
 #[derive(Debug, Clone)]
@@ -75,72 +75,66 @@ struct Typed<Req, Resp, H, const REPLY: bool> {
 impl<Req, Resp, H, const REPLY: bool> Handler for Typed<Req, Resp, H, REPLY>
 where
     Req: IprotoUnpackOwned + Send + 'static,
-    Resp: IprotoPack + 'static,
+    Resp: IprotoPack + Send + 'static,
     H: TypedHandler<Req, Resp>,
 {
-    fn handle(&self, packet: Packet, channel: Channel) -> impl Future<Output = Option<Bytes>> + Send {
+    type Reply = TypedReply<Resp>;
+
+    fn handle(&self, packet: Packet, channel: Channel) -> impl Future<Output = TypedReply<Resp>> + Send {
         // Decoded before the future is made, and the handler's future mapped rather than
         // awaited in an `async` block: the request and context then live only in the handler's
         // future, and a request that does not decode costs no future at all.
         let Packet { header, body } = packet;
         let req = Reader::from_bytes(&body).read_exact::<Req>(Mode::Fixed);
         drop(body);
+        let msg = header.msg;
         match req {
             Ok(req) => {
-                let cx = Context { msg: header.msg, sync: header.sync, channel };
+                let cx = Context { msg, sync: header.sync, channel };
                 Either::Left(self.handler.call(req, cx).map(move |reply| {
-                    if !REPLY {
-                        return None;
+                    if REPLY {
+                        TypedReply::Packed { msg, reply }
+                    } else {
+                        TypedReply::None
                     }
-                    // Finished while the reader polls it: the reply packet goes straight into
-                    // the reader's reply batch (no buffer of its own, no copy).
-                    let (msg, sync) = (header.msg, header.sync);
-                    if crate::channel::direct::write_reply(msg, sync, |out| pack_packet(out, msg, sync, &reply)) {
-                        return None;
-                    }
-                    Some(pack_reply(msg, &reply))
                 }))
             }
             Err(error) if REPLY => {
-                tracing::debug!(msg = header.msg, %error, "request does not decode; rejected");
-                Either::Right(std::future::ready(Some(rejection_body(RC_BAD_REQUEST, &error))))
+                tracing::debug!(msg, %error, "request does not decode; rejected");
+                Either::Right(std::future::ready(TypedReply::Rejected(rejection_body(RC_BAD_REQUEST, &error))))
             }
             Err(error) => {
-                tracing::warn!(msg = header.msg, %error, "one-way message does not decode; dropped");
-                Either::Right(std::future::ready(None))
+                tracing::warn!(msg, %error, "one-way message does not decode; dropped");
+                Either::Right(std::future::ready(TypedReply::None))
             }
         }
     }
 }
 
-/// Packs a handler's reply; one that does not pack is answered with a rejection.
-/// Appends the whole reply packet: header, then the reply packed in place, then the length
-/// patched in; one that does not pack (or is over 4 GiB) is answered with a rejection.
-fn pack_packet<Resp: IprotoPack>(out: &mut BytesMut, msg: u32, sync: u32, reply: &Resp) {
-    let start = out.len();
-    out.reserve(HEADER_LEN + reply.size_hint(Mode::Fixed));
-    out.put_slice(&Header { msg, len: 0, sync }.to_bytes());
-    let packed = reply.pack(out, Mode::Fixed).and_then(|()| {
-        let len = out.len() - start - HEADER_LEN;
-        u32::try_from(len).map_err(|_| PackError::LengthOverflow { len })
-    });
-    match packed {
-        Ok(len) => out[start + 4..start + 8].copy_from_slice(&len.to_le_bytes()),
-        Err(error) => {
-            tracing::warn!(msg, %error, "reply does not pack");
-            out.truncate(start);
-            let _ = encode_packet(out, msg, sync, &rejection_body(RC_BAD_REPLY, &error));
-        }
-    }
+/// A typed handler's answer: the reply, packed in place into the outgoing batch when it is
+/// written (no buffer of its own), a rejection, or nothing (one-way messages).
+pub(crate) enum TypedReply<Resp> {
+    Packed { msg: u32, reply: Resp },
+    Rejected(Bytes),
+    None,
 }
 
-fn pack_reply<Resp: IprotoPack>(msg: u32, reply: &Resp) -> Bytes {
-    let mut buf = BytesMut::with_capacity(reply.size_hint(Mode::Fixed));
-    match reply.pack(&mut buf, Mode::Fixed) {
-        Ok(()) => buf.freeze(),
-        Err(error) => {
-            tracing::warn!(msg, %error, "reply does not pack");
-            rejection_body(RC_BAD_REPLY, &error)
+impl<Resp: IprotoPack + Send> Reply for TypedReply<Resp> {
+    fn write_body(self, out: &mut BytesMut) -> bool {
+        match self {
+            TypedReply::Packed { msg, reply } => {
+                // One that does not pack is answered with a rejection.
+                let start = out.len();
+                out.reserve(reply.size_hint(Mode::Fixed));
+                if let Err(error) = reply.pack(out, Mode::Fixed) {
+                    tracing::warn!(msg, %error, "reply does not pack");
+                    out.truncate(start);
+                    out.extend_from_slice(&rejection_body(RC_BAD_REPLY, &error));
+                }
+                true
+            }
+            TypedReply::Rejected(body) => body.write_body(out),
+            TypedReply::None => false,
         }
     }
 }
@@ -161,7 +155,7 @@ impl ServeMux {
     pub fn handle_request<R, H>(&mut self, handler: H) -> Result<&mut Self, DuplicateRoute>
     where
         R: Request + IprotoUnpackOwned + Send + 'static,
-        R::Response: IprotoPack + 'static,
+        R::Response: IprotoPack + Send + 'static,
         H: TypedHandler<R, R::Response>,
     {
         self.handle_typed(R::MSG, handler)
@@ -181,7 +175,7 @@ impl ServeMux {
     pub fn handle_typed<Req, Resp, H>(&mut self, msg: u32, handler: H) -> Result<&mut Self, DuplicateRoute>
     where
         Req: IprotoUnpackOwned + Send + 'static,
-        Resp: IprotoPack + 'static,
+        Resp: IprotoPack + Send + 'static,
         H: TypedHandler<Req, Resp>,
     {
         self.handle(msg, Typed::<Req, Resp, H, true> { handler, types: PhantomData })
