@@ -252,7 +252,7 @@ async fn the_memory_of_timed_out_calls_is_bounded() {
     let config = ChannelConfig { request_timeout: Duration::from_millis(1), ..quiet() }.with_handler(
         move |_p: Packet, _ch: Channel| {
             h.fetch_add(1, Ordering::SeqCst);
-            async { None }
+            async { None::<Bytes> }
         },
     );
     let (ch, mut peer) = pair(config);
