@@ -79,6 +79,9 @@ pub enum Error {
     /// The transport failed.
     #[error("i/o error: {0}")]
     Io(Arc<io::Error>),
+    /// A channel's init hook failed, timed out or panicked; the channel was closed.
+    #[error("channel init hook failed: {0}")]
+    Init(Arc<dyn std::error::Error + Send + Sync + 'static>),
     /// A pool could not take the call or the channel.
     #[error(transparent)]
     Pool(#[from] PoolError),

@@ -59,13 +59,15 @@ pub struct ServerConfig {
     /// Builds each connection's channel (go-iproto's `Accept`); default
     /// [`Channel::from_stream`]. An error is logged and closes the connection.
     pub accept: Option<AcceptHook>,
-    /// Runs once when an accepted channel stops taking new calls: a graceful shutdown started
-    /// by either side, or the connection closing. Runs before `on_close`; the channel may
-    /// already be closed when it runs.
+    /// Runs once when a graceful shutdown of an accepted channel starts (either side's, or
+    /// the server's drain), before the channel sends 0xff01 — so a client's own shutdown
+    /// callbacks have finished before this one starts. Not run when the connection just
+    /// closes. Bounded by the channel's
+    /// [`callback_timeout`](ChannelConfig::callback_timeout).
     pub on_shutdown: Option<ChannelHook>,
     /// Runs once when an accepted channel has closed.
     pub on_close: Option<ChannelHook>,
-    /// Bound on each hook run (the accept hook included). Default 5 s.
+    /// Bound on the accept hook, the channel's init hook and `on_close`. Default 5 s.
     pub hook_timeout: Duration,
     /// Hard bound on [`Server::serve_with_shutdown`]'s drain after the signal: channels still
     /// open then are closed at once. Default 10 s.
@@ -99,7 +101,7 @@ impl ServerConfig {
         self
     }
 
-    /// Sets the hook run when a channel stops taking new calls.
+    /// Sets the hook run when a graceful shutdown of a channel starts.
     pub fn on_shutdown<F, Fut>(mut self, hook: F) -> Self
     where
         F: Fn(Channel) -> Fut + Send + Sync + 'static,
@@ -147,7 +149,7 @@ pub struct ServerStats {
     pub open: u64,
     /// Failed `accept` calls (retried with backoff).
     pub accept_errors: u64,
-    /// Connections closed because the accept hook failed or timed out.
+    /// Connections closed because the accept hook or the init hook failed or timed out.
     pub hook_errors: u64,
 }
 
@@ -412,6 +414,19 @@ async fn serve_connection(slot: Slot, stream: Stream, config: Arc<ServerConfig>)
             }
         },
     };
+    if let Err(e) = tokio::time::timeout(config.hook_timeout, channel.init())
+        .await
+        .unwrap_or_else(|_| Err(Error::Init(Arc::new(InitTimedOut(config.hook_timeout)))))
+    {
+        inner.hook_errors.fetch_add(1, Relaxed);
+        tracing::warn!(error = %e, "init hook failed; closing the connection");
+        channel.close();
+        return;
+    }
+    if let Some(hook) = &config.on_shutdown {
+        let hook = hook.clone();
+        channel.on_shutdown(move |ch| hook(ch));
+    }
     let (id, stopping) = {
         let mut reg = inner.registry();
         reg.next_id += 1;
@@ -422,10 +437,6 @@ async fn serve_connection(slot: Slot, stream: Stream, config: Arc<ServerConfig>)
     if stopping {
         let ch = channel.clone();
         tokio::spawn(async move { ch.shutdown().await });
-    }
-    channel.stopping().await;
-    if let Some(hook) = &config.on_shutdown {
-        run_hook(hook, &channel, config.hook_timeout, "on_shutdown").await;
     }
     channel.closed().await;
     inner.registry().channels.remove(&id);
@@ -441,6 +452,11 @@ async fn run_hook(hook: &ChannelHook, channel: &Channel, bound: Duration, name: 
         tracing::warn!(hook = name, ?bound, "server hook timed out");
     }
 }
+
+/// The init hook of an accepted channel outlasted [`ServerConfig::hook_timeout`].
+#[derive(Debug, thiserror::Error)]
+#[error("did not finish within {0:?}")]
+struct InitTimedOut(Duration);
 
 /// Reads a running server's counters and waits for its connections to end.
 #[derive(Clone)]

@@ -5,6 +5,8 @@ use std::fmt;
 use std::time::Duration;
 
 use super::handler::{BoxHandler, Handler};
+use super::life::{BoxError, Callback, InitHook};
+use super::Channel;
 use crate::wire::DEFAULT_SIZE_LIMIT;
 
 /// Settings of one channel. `ChannelConfig::default()` is [`ChannelConfig::client`].
@@ -56,6 +58,18 @@ pub struct ChannelConfig {
     /// The handler for incoming requests (go-iproto's `ChannelConfig.Handler`); set it with
     /// [`with_handler`](Self::with_handler). Without one, requests are dropped unanswered.
     pub handler: Option<BoxHandler>,
+    /// Runs on each new channel before it takes traffic (go-iproto's `Init`); set it with
+    /// [`with_init`](Self::with_init). Default none.
+    pub init: Option<InitHook>,
+    /// Run, in order, when a graceful shutdown starts (either side's, or a hijack), before
+    /// 0xff01 is sent; never on an abrupt close. Add with [`on_shutdown`](Self::on_shutdown).
+    pub on_shutdown: Vec<Callback>,
+    /// Run, in order, once the connection has closed, whatever closed it. Add with
+    /// [`on_close`](Self::on_close).
+    pub on_close: Vec<Callback>,
+    /// Bound on the init hook and on each callback; one that takes longer is abandoned (the
+    /// init hook then fails). Default 5 s.
+    pub callback_timeout: Duration,
 }
 
 impl ChannelConfig {
@@ -76,6 +90,10 @@ impl ChannelConfig {
             max_concurrent_requests: 1024,
             nodelay: true,
             handler: None,
+            init: None,
+            on_shutdown: Vec::new(),
+            on_close: Vec::new(),
+            callback_timeout: Duration::from_secs(5),
         }
     }
 
@@ -93,6 +111,62 @@ impl ChannelConfig {
     /// ```
     pub fn with_handler<H: Handler>(mut self, handler: H) -> Self {
         self.handler = Some(BoxHandler::new(handler));
+        self
+    }
+
+    /// Sets the init hook: an async function of each new channel, run after its tasks start
+    /// (requests are already handled) and before it is handed out, that may make calls on it —
+    /// a login, a handshake, a schema check. A failure closes the channel: [`Channel::connect`]
+    /// returns it, a pool counts it as a failed dial and retries with backoff, a server closes
+    /// the connection. Bounded by [`callback_timeout`](Self::callback_timeout).
+    ///
+    /// ```
+    /// let config = iproto::ChannelConfig::client().with_init(|ch: iproto::Channel| async move {
+    ///     let reply = ch.call(0x01, b"login:secret").await?;
+    ///     if &reply[..] != b"ok" {
+    ///         return Err(format!("login refused: {reply:?}").into());
+    ///     }
+    ///     Ok::<(), iproto::channel::BoxError>(())
+    /// });
+    /// # drop(config);
+    /// ```
+    pub fn with_init<F, Fut, E>(mut self, hook: F) -> Self
+    where
+        F: Fn(Channel) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<(), E>> + Send + 'static,
+        E: Into<BoxError>,
+    {
+        self.init = Some(InitHook::new(hook));
+        self
+    }
+
+    /// Adds a callback run when a graceful shutdown starts, before 0xff01 is sent: the
+    /// initiator's callbacks finish before it sends 0xff01, the responder's run when that
+    /// arrives and finish before it answers. Not run when the connection just closes.
+    ///
+    /// ```
+    /// let config = iproto::ChannelConfig::server()
+    ///     .on_shutdown(|ch: iproto::Channel| async move { tracing::info!(peer = ?ch.peer_addr(), "draining") })
+    ///     .on_close(|ch: iproto::Channel| async move { tracing::info!(reason = ?ch.close_reason(), "closed") });
+    /// # drop(config);
+    /// ```
+    pub fn on_shutdown<F, Fut>(mut self, callback: F) -> Self
+    where
+        F: Fn(Channel) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.on_shutdown.push(Callback::new(callback));
+        self
+    }
+
+    /// Adds a callback run once the connection has closed, whatever closed it (after
+    /// [`Channel::closed`] resolves).
+    pub fn on_close<F, Fut>(mut self, callback: F) -> Self
+    where
+        F: Fn(Channel) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.on_close.push(Callback::new(callback));
         self
     }
 
@@ -129,6 +203,10 @@ impl fmt::Debug for ChannelConfig {
             .field("max_concurrent_requests", &self.max_concurrent_requests)
             .field("nodelay", &self.nodelay)
             .field("handler", &self.handler.is_some())
+            .field("init", &self.init.is_some())
+            .field("on_shutdown", &self.on_shutdown.len())
+            .field("on_close", &self.on_close.len())
+            .field("callback_timeout", &self.callback_timeout)
             .finish()
     }
 }

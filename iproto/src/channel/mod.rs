@@ -23,6 +23,7 @@ mod call;
 mod config;
 mod handler;
 mod keepalive;
+mod life;
 mod outbox;
 pub(crate) mod pending;
 mod reader;
@@ -45,6 +46,7 @@ use tracing::Instrument;
 
 pub use config::{CallOptions, ChannelConfig};
 pub use handler::{BoxHandler, Handler};
+pub use life::{BoxError, Callback, InitHook};
 pub use reply::{Reply, Started};
 pub use stats::ChannelStats;
 
@@ -126,7 +128,8 @@ impl Channel {
         Channel { shared }
     }
 
-    /// Connects to `addr` (`host:port` or `unix:/path`) and starts a channel on it.
+    /// Connects to `addr` (`host:port` or `unix:/path`), starts a channel on it and runs the
+    /// config's [init hook](ChannelConfig::with_init).
     ///
     /// ```no_run
     /// # async fn f() -> Result<(), iproto::Error> {
@@ -136,7 +139,9 @@ impl Channel {
     /// ```
     pub async fn connect(addr: &str, config: ChannelConfig) -> Result<Channel, Error> {
         let stream = net::connect(addr, config.nodelay).await?;
-        Ok(Channel::from_stream(stream, config))
+        let channel = Channel::from_stream(stream, config);
+        channel.init().await?;
+        Ok(channel)
     }
 
     /// Starts a channel on a connected stream from [`net::connect`] or an accept loop; the
@@ -147,7 +152,8 @@ impl Channel {
 
     /// Starts a channel on any transport: TCP and Unix sockets, in-memory duplex streams, or
     /// any other [`Transport`] (TLS) wrapped with [`Stream::other`]. Must be called inside a
-    /// tokio runtime.
+    /// tokio runtime. The [init hook](ChannelConfig::with_init) is not run: call
+    /// [`init`](Self::init) before handing the channel out.
     pub fn new(io: impl Into<Stream>, config: ChannelConfig) -> Channel {
         match io.into() {
             Stream::Tcp(tcp) => {
@@ -367,6 +373,7 @@ where
             }
             tracing::debug!("iproto channel closed");
             supervisor.state.send_replace(State::Closed);
+            life::closed(&supervisor).await;
         }
         .instrument(span),
     );

@@ -13,6 +13,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::config::ChannelConfig;
+use super::life::Life;
 use super::outbox::Outbox;
 use super::stats;
 use crate::net::{Addr, Transport};
@@ -53,6 +54,8 @@ pub(crate) struct Shared {
     pub(crate) hijack_slot: Mutex<Option<(Box<dyn Transport>, Bytes)>>,
     pub(crate) peer: Option<Addr>,
     pub(crate) local: Option<Addr>,
+    /// The init hook's state, the registered callbacks, the stopping token.
+    pub(crate) life: Life,
 }
 
 impl Shared {
@@ -81,6 +84,7 @@ impl Shared {
             peer,
             local,
             config,
+            life: Life::default(),
         }
     }
 
@@ -103,6 +107,7 @@ impl Shared {
         if self.stopped.swap(true, SeqCst) {
             return false;
         }
+        self.life.stopping.cancel();
         self.state.send_if_modified(|s| {
             let open = *s == State::Open;
             if open {

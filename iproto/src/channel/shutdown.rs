@@ -1,6 +1,6 @@
-//! Graceful shutdown and hijack: stop new calls, wait for our pending calls
-//! and in-flight handlers, exchange 0xff01 with the peer, let the writer flush, then close —
-//! all bounded by the shutdown timeout.
+//! Graceful shutdown and hijack: run the shutdown callbacks, stop new calls, wait for our
+//! pending calls and in-flight handlers, exchange 0xff01 with the peer, let the writer flush,
+//! then close — all but the callbacks bounded by the shutdown timeout.
 
 use std::sync::atomic::Ordering::SeqCst;
 use std::sync::Arc;
@@ -38,8 +38,11 @@ pub(crate) fn peer_started(shared: &Arc<Shared>) {
 }
 
 /// Runs the graceful part of a shutdown or hijack, then closes. The caller has already marked
-/// the channel stopped.
+/// the channel stopped. The shutdown callbacks run first, each bounded by the callback
+/// timeout, so that the initiator's finish before its 0xff01 leaves and the responder's before
+/// its answer; the shutdown timeout starts after them.
 pub(crate) async fn run(shared: Arc<Shared>) {
+    super::life::shutting_down(&shared).await;
     let timeout = shared.config.shutdown_timeout;
     let deadline = Instant::now() + timeout;
     if tokio::time::timeout_at(deadline, graceful(&shared, deadline)).await.is_err() {
