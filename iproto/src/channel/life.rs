@@ -131,7 +131,12 @@ async fn run_one(callback: &Callback, channel: Channel, bound: Duration, kind: &
 }
 
 /// Runs the config's callbacks, then the registered ones taken by `take`, one at a time.
-async fn run_all(shared: &Arc<Shared>, from_config: &[Callback], take: impl FnOnce(&mut Registered) -> Vec<Callback>, kind: &'static str) {
+async fn run_all(
+    shared: &Arc<Shared>,
+    from_config: &[Callback],
+    take: impl FnOnce(&mut Registered) -> Vec<Callback>,
+    kind: &'static str,
+) {
     let _serial = shared.life.running.lock().await;
     let bound = shared.config.callback_timeout;
     let registered = take(&mut shared.life.registered());
