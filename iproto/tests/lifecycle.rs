@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use iproto::channel::BoxError;
-use iproto::{Channel, ChannelConfig, Error, Header, Packet, Server, ServerConfig, MSG_PING, MSG_SHUTDOWN};
+use iproto::{Channel, ChannelConfig, Error, Header, Packet, Server, ServerConfig, MSG_SHUTDOWN};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
