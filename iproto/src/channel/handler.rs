@@ -21,6 +21,12 @@ use crate::wire::Packet;
 /// let config = iproto::ChannelConfig::server().with_handler(echo);
 /// # drop(config);
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an iproto `Handler`",
+    label = "a server or channel needs a `Handler` here",
+    note = "pass an `async` closure `|packet: Packet, channel: Channel| async move {{ Some(reply) }}`, a `ServeMux`, \
+            or the server of an #[iproto::service] trait (`KvServer::new(service)`)"
+)]
 pub trait Handler: Send + Sync + 'static {
     /// What the handler answers with.
     type Reply: Reply + 'static;

@@ -206,6 +206,13 @@ pub enum Mode {
 ///
 /// assert_eq!(iproto::pack(&Counters(1, 300)).unwrap(), [0x01, 0x82, 0x2c]);
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be packed by iproto: it does not implement `IprotoPack`",
+    label = "no iproto encoding for `{Self}`",
+    note = "derive it with #[derive(IprotoPack)], or pick a type with a wire form: u64/u32 instead of \
+            usize, a fixed-point integer instead of f32/f64, Vec<(K, V)> instead of a map",
+    note = "or give the field a codec of your own: #[iproto(with = my_codec)]"
+)]
 pub trait IprotoPack {
     /// Appends the encoding of `self` in `mode` to `buf`.
     fn pack<B: BufMut>(&self, buf: &mut B, mode: Mode) -> Result<(), PackError>;
@@ -247,6 +254,13 @@ pub trait IprotoPack {
 /// let c: Counters = iproto::unpack_exact(&[0x01, 0x82, 0x2c]).unwrap();
 /// assert_eq!((c.0, c.1), (1, 300));
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be unpacked by iproto: it does not implement `IprotoUnpack`",
+    label = "no iproto decoding for `{Self}`",
+    note = "derive it with #[derive(IprotoUnpack)], or pick a type with a wire form: u64/u32 instead of \
+            usize, a fixed-point integer instead of f32/f64, Vec<(K, V)> instead of a map",
+    note = "or give the field a codec of your own: #[iproto(with = my_codec)]"
+)]
 pub trait IprotoUnpack<'de>: Sized {
     /// Reads one value in `mode` from `r`.
     fn unpack(r: &mut Reader<'de>, mode: Mode) -> Result<Self, DecodeError>;

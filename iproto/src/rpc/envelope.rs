@@ -44,6 +44,12 @@ use crate::pack::{DecodeError, IprotoPack, IprotoUnpack, Mode, PackError, Reader
 /// let reply: Result<u32, KvError> = Err(KvError::TooLarge { limit: 9 });
 /// assert_eq!(iproto::pack(&reply).unwrap(), [2, 0, 0, 0, 9, 0, 0, 0]);
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a `ServiceError`, so it cannot be the error of a `Result` reply",
+    label = "the error of a `Result` reply travels as a return code and needs `ServiceError`",
+    note = "derive it: #[derive(iproto::ServiceError)] with #[iproto(code = N)] on each variant, \
+            or use iproto::rpc::RemoteError (a code and a message)"
+)]
 pub trait ServiceError: IprotoPack + Sized {
     /// The return code: non-zero and below [`RC_RESERVED_MIN`].
     fn code(&self) -> u32;
