@@ -1,5 +1,8 @@
-//! `#[iproto(...)]` attributes: parsed once into typed per-context models (container, variant,
-//! field), with every misuse recorded in a [`Ctxt`] so that all errors are reported together.
+//! The attributes of every macro in this crate, parsed in one place: `#[iproto(...)]` on codec
+//! and error types, `#[request(...)]` on request types and `#[iproto(...)]` on service methods.
+//! Each list is read into typed items, checked against the [`Place`] it is written on, and
+//! turned into a small per-place model; every misuse is recorded in a [`Ctxt`] so that all of
+//! them are reported together, each at its own span.
 
 use std::cell::RefCell;
 
@@ -7,9 +10,9 @@ use proc_macro2::Span;
 use quote::ToTokens;
 use syn::meta::ParseNestedMeta;
 use syn::spanned::Spanned;
-use syn::{Attribute, LitInt, LitStr, Path, Token};
+use syn::{Attribute, LitInt, LitStr, Path, Token, Type};
 
-/// Collects the errors found while reading a derive input, so that all of them are reported at
+/// Collects the errors found while reading a macro input, so that all of them are reported at
 /// once instead of the first only.
 #[derive(Default)]
 pub struct Ctxt {
@@ -30,6 +33,11 @@ impl Ctxt {
     /// Records a parse error.
     pub fn syn_error(&self, err: syn::Error) {
         self.errors.borrow_mut().push(err);
+    }
+
+    /// How many errors were recorded so far.
+    pub fn error_count(&self) -> usize {
+        self.errors.borrow().len()
     }
 
     /// All recorded errors combined into one, or `Ok` if there were none.
@@ -78,80 +86,231 @@ impl TagType {
     }
 }
 
-/// One key of an `#[iproto(...)]` list, with its value.
-enum Item {
+/// Where an attribute list is written; decides the attribute's name and the keys it accepts.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Place {
+    Struct,
+    Enum,
+    Variant,
+    Field,
+    /// An enum deriving `ServiceError`.
+    ErrorEnum,
+    /// A variant of such an enum.
+    ErrorVariant,
+    /// `#[request(...)]` on a type deriving `Request`.
+    Request,
+    /// `#[iproto(...)]` on a method of an `#[iproto::service]` trait.
+    Method,
+}
+
+impl Place {
+    fn attr(self) -> &'static str {
+        match self {
+            Place::Request => "request",
+            _ => "iproto",
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Place::Struct => "a struct",
+            Place::Enum => "an enum",
+            Place::Variant => "an enum variant",
+            Place::Field => "a field",
+            Place::ErrorEnum => "a ServiceError enum",
+            Place::ErrorVariant => "a ServiceError variant",
+            Place::Request => "a request type",
+            Place::Method => "a service method",
+        }
+    }
+
+    fn keys(self) -> &'static [Key] {
+        match self {
+            Place::Struct | Place::ErrorEnum => &[Key::Ber],
+            Place::Enum => &[Key::Tag],
+            Place::Variant => &[Key::TagValue],
+            Place::Field => &[Key::Ber, Key::Fixed, Key::Skip, Key::With, Key::Elem],
+            Place::ErrorVariant => &[Key::Code],
+            Place::Request => &[Key::Msg, Key::Response, Key::Notify],
+            Place::Method => &[Key::Msg, Key::Notify, Key::Raw],
+        }
+    }
+}
+
+/// Every key any of the macros understands.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Key {
     Ber,
     Fixed,
     Skip,
-    With(Path),
-    Elem(Mode),
-    Tag(TagType),
-    TagValue(u64),
-    /// A known key whose value did not parse (already reported); kept so that the key counts
-    /// as written.
-    Invalid(&'static str),
+    With,
+    Elem,
+    Tag,
+    TagValue,
+    Code,
+    Msg,
+    Response,
+    Notify,
+    Raw,
 }
 
-impl Item {
-    fn key(&self) -> &'static str {
+const KEYS: [Key; 12] = [
+    Key::Ber,
+    Key::Fixed,
+    Key::Skip,
+    Key::With,
+    Key::Elem,
+    Key::Tag,
+    Key::TagValue,
+    Key::Code,
+    Key::Msg,
+    Key::Response,
+    Key::Notify,
+    Key::Raw,
+];
+
+impl Key {
+    fn name(self) -> &'static str {
         match self {
-            Item::Ber => "ber",
-            Item::Fixed => "fixed",
-            Item::Skip => "skip",
-            Item::With(_) => "with",
-            Item::Elem(_) => "elem",
-            Item::Tag(_) => "tag",
-            Item::TagValue(_) => "tag_value",
-            Item::Invalid(key) => key,
+            Key::Ber => "ber",
+            Key::Fixed => "fixed",
+            Key::Skip => "skip",
+            Key::With => "with",
+            Key::Elem => "elem",
+            Key::Tag => "tag",
+            Key::TagValue => "tag_value",
+            Key::Code => "code",
+            Key::Msg => "msg",
+            Key::Response => "response",
+            Key::Notify => "notify",
+            Key::Raw => "raw",
         }
+    }
+
+    /// Where the key belongs, for the error when it is written elsewhere.
+    fn applies_to(self) -> &'static str {
+        match self {
+            Key::Ber => "structs and fields",
+            Key::Fixed | Key::Skip | Key::With | Key::Elem => "fields",
+            Key::Tag => "enums",
+            Key::TagValue => "enum variants",
+            Key::Code => "variants of a #[derive(ServiceError)] enum",
+            Key::Msg | Key::Notify => "#[request(...)] and service methods",
+            Key::Response => "#[request(...)]",
+            Key::Raw => "service methods",
+        }
+    }
+
+    fn is_flag(self) -> bool {
+        matches!(self, Key::Ber | Key::Fixed | Key::Skip | Key::Notify | Key::Raw)
     }
 }
 
-/// Parses every `#[iproto(...)]` attribute in `attrs` into items with their spans, recording
-/// unknown keys, malformed values and duplicates.
-fn parse_items(cx: &Ctxt, attrs: &[Attribute]) -> Vec<(Item, Span)> {
-    let mut items: Vec<(Item, Span)> = Vec::new();
-    for attr in attrs.iter().filter(|a| a.path().is_ident("iproto")) {
-        let res = attr.parse_nested_meta(|meta| {
-            let span = meta.path.span();
-            match parse_item(&meta) {
-                Ok(Some(item)) => {
-                    if items.iter().any(|(seen, _)| seen.key() == item.key()) {
-                        cx.error_at(span, format!("duplicate iproto attribute `{}`", item.key()));
-                    } else {
-                        items.push((item, span));
+/// A key's parsed value.
+enum Value {
+    Flag,
+    Path(Path),
+    Mode(Mode),
+    Tag(TagType),
+    Int(u64),
+    Code(u32),
+    Type(Box<Type>),
+}
+
+/// One key of an attribute list; `value` is `None` when it did not parse (already reported),
+/// so that the key still counts as written.
+struct Item {
+    key: Key,
+    span: Span,
+    value: Option<Value>,
+}
+
+/// Codes from here on are iproto's control messages (ping, shutdown).
+const MSG_RESERVED_MIN: u64 = 0xff00;
+/// Return codes from here on belong to the RPC layer (rejections).
+const RC_RESERVED_MIN: u64 = 0xffff_ff00;
+
+/// The items of every `#[<place's attribute>(...)]` in `attrs`, each checked against `place`.
+struct Items<'a> {
+    cx: &'a Ctxt,
+    items: Vec<Item>,
+}
+
+impl<'a> Items<'a> {
+    fn parse(cx: &'a Ctxt, attrs: &[Attribute], place: Place) -> Self {
+        let mut items: Vec<Item> = Vec::new();
+        for attr in attrs.iter().filter(|a| a.path().is_ident(place.attr())) {
+            let res = attr.parse_nested_meta(|meta| {
+                let span = meta.path.span();
+                let Some(key) = KEYS.iter().copied().find(|k| meta.path.is_ident(k.name())) else {
+                    cx.error_spanned_by(&meta.path, unknown_key_message(&meta.path, place));
+                    return skip_value(&meta);
+                };
+                if !place.keys().contains(&key) {
+                    cx.error_at(span, misplaced_message(key, place));
+                    return skip_value(&meta);
+                }
+                let value = match parse_value(&meta, key) {
+                    Ok(value) => Some(value),
+                    Err(err) => {
+                        cx.syn_error(err);
+                        skip_value(&meta)?;
+                        None
                     }
+                };
+                if items.iter().any(|seen| seen.key == key) {
+                    cx.error_at(span, format!("duplicate {} attribute `{}`", place.attr(), key.name()));
+                } else {
+                    items.push(Item { key, span, value });
                 }
-                Ok(None) => {
-                    cx.error_spanned_by(&meta.path, unknown_key_message(&meta.path));
-                    skip_value(&meta)?;
-                }
-                Err(err) => {
-                    cx.syn_error(err);
-                    if let Some(key) = KEYS.iter().find(|k| meta.path.is_ident(k)) {
-                        items.push((Item::Invalid(key), span));
-                    }
-                    skip_value(&meta)?;
-                }
+                Ok(())
+            });
+            if let Err(err) = res {
+                cx.syn_error(err);
             }
-            Ok(())
-        });
-        if let Err(err) = res {
-            cx.syn_error(err);
+        }
+        Items { cx, items }
+    }
+
+    fn span(&self, key: Key) -> Option<Span> {
+        self.items.iter().find(|i| i.key == key).map(|i| i.span)
+    }
+
+    fn value(&self, key: Key) -> Option<(&Value, Span)> {
+        self.items.iter().find(|i| i.key == key).and_then(|i| Some((i.value.as_ref()?, i.span)))
+    }
+
+    /// Reports `b` when written together with `a`.
+    fn conflict(&self, a: Key, b: Key) {
+        if let (Some(_), Some(span)) = (self.span(a), self.span(b)) {
+            self.cx.error_at(span, format!("`{}` cannot be combined with `{}`", b.name(), a.name()));
         }
     }
-    items
 }
 
-const KEYS: [&str; 7] = ["ber", "fixed", "skip", "with", "elem", "tag", "tag_value"];
+fn unknown_key_message(path: &Path, place: Place) -> String {
+    let keys: Vec<String> = place.keys().iter().map(|k| format!("`{}`", k.name())).collect();
+    let expected = match keys.as_slice() {
+        [one] => format!("the only key on {} is {one}", place.describe()),
+        _ => format!("expected one of {} on {}", keys.join(", "), place.describe()),
+    };
+    format!("unknown {} attribute `{}`; {expected}", place.attr(), path.to_token_stream().to_string().replace(' ', ""))
+}
 
-fn unknown_key_message(path: &Path) -> String {
-    let keys: Vec<String> = KEYS.iter().map(|k| format!("`{k}`")).collect();
-    format!(
-        "unknown iproto attribute `{}`; expected one of {}",
-        path.to_token_stream().to_string().replace(' ', ""),
-        keys.join(", ")
-    )
+fn misplaced_message(key: Key, place: Place) -> String {
+    let hint = match (key, place) {
+        (Key::Ber, Place::Enum) => "; put `ber` on the variant fields instead".to_string(),
+        (Key::Ber, Place::Variant | Place::ErrorVariant) => "; put `ber` on the variant's fields instead".into(),
+        (Key::Tag | Key::TagValue, Place::ErrorEnum | Place::ErrorVariant) => {
+            "; a ServiceError variant is identified by its `code`".into()
+        }
+        (Key::Response, Place::Method) => "; a method's reply type is its return type".into(),
+        (Key::Ber | Key::Fixed | Key::Skip | Key::With | Key::Elem | Key::Tag, Place::Request) => {
+            format!("; it applies to {}, in #[iproto(...)]", key.applies_to())
+        }
+        _ => format!("; it applies to {}", key.applies_to()),
+    };
+    format!("`{}` is not allowed on {}{hint}", key.name(), place.describe())
 }
 
 /// Consumes whatever follows an unusable key (`= value` or `(...)`) so that parsing can go on.
@@ -166,85 +325,84 @@ fn skip_value(meta: &ParseNestedMeta) -> syn::Result<()> {
     Ok(())
 }
 
-/// `Ok(None)` for an unknown key.
-fn parse_item(meta: &ParseNestedMeta) -> syn::Result<Option<Item>> {
-    let path = &meta.path;
-    let flag = |item: Item| -> syn::Result<Option<Item>> {
+fn parse_value(meta: &ParseNestedMeta, key: Key) -> syn::Result<Value> {
+    if key.is_flag() {
         if meta.input.peek(Token![=]) || meta.input.peek(syn::token::Paren) {
-            return Err(meta.error(format!("`{}` takes no value", item.key())));
+            return Err(meta.error(format!("`{}` takes no value", key.name())));
         }
-        Ok(Some(item))
-    };
-    if path.is_ident("ber") {
-        flag(Item::Ber)
-    } else if path.is_ident("fixed") {
-        flag(Item::Fixed)
-    } else if path.is_ident("skip") {
-        flag(Item::Skip)
-    } else if path.is_ident("with") {
-        let value = meta.value()?;
-        let path =
-            if value.peek(LitStr) { value.parse::<LitStr>()?.parse::<Path>()? } else { value.parse::<Path>()? };
-        Ok(Some(Item::With(path)))
-    } else if path.is_ident("elem") {
-        let ident: syn::Ident = meta.value()?.parse()?;
-        match ident.to_string().as_str() {
-            "ber" => Ok(Some(Item::Elem(Mode::Ber))),
-            "fixed" => Ok(Some(Item::Elem(Mode::Fixed))),
-            _ => Err(syn::Error::new(ident.span(), "expected `elem = ber` or `elem = fixed`")),
+        return Ok(Value::Flag);
+    }
+    let value = meta.value()?;
+    match key {
+        Key::With => {
+            let path =
+                if value.peek(LitStr) { value.parse::<LitStr>()?.parse::<Path>()? } else { value.parse::<Path>()? };
+            Ok(Value::Path(path))
         }
-    } else if path.is_ident("tag") {
-        let ident: syn::Ident = meta.value()?.parse()?;
-        let ty = match ident.to_string().as_str() {
-            "u8" => TagType::U8,
-            "u16" => TagType::U16,
-            "u32" => TagType::U32,
-            "ber" => TagType::Ber,
-            _ => return Err(syn::Error::new(ident.span(), "expected `tag = u8`, `u16`, `u32` or `ber`")),
-        };
-        Ok(Some(Item::Tag(ty)))
-    } else if path.is_ident("tag_value") {
-        let lit: LitInt = meta.value()?.parse()?;
-        let value = lit
-            .base10_parse::<u64>()
-            .map_err(|_| syn::Error::new(lit.span(), "`tag_value` must be a non-negative integer that fits u64"))?;
-        Ok(Some(Item::TagValue(value)))
-    } else {
-        Ok(None)
+        Key::Elem => {
+            let ident: syn::Ident = value.parse()?;
+            match ident.to_string().as_str() {
+                "ber" => Ok(Value::Mode(Mode::Ber)),
+                "fixed" => Ok(Value::Mode(Mode::Fixed)),
+                _ => Err(syn::Error::new(ident.span(), "expected `elem = ber` or `elem = fixed`")),
+            }
+        }
+        Key::Tag => {
+            let ident: syn::Ident = value.parse()?;
+            Ok(Value::Tag(match ident.to_string().as_str() {
+                "u8" => TagType::U8,
+                "u16" => TagType::U16,
+                "u32" => TagType::U32,
+                "ber" => TagType::Ber,
+                _ => return Err(syn::Error::new(ident.span(), "expected `tag = u8`, `u16`, `u32` or `ber`")),
+            }))
+        }
+        Key::TagValue => {
+            let lit: LitInt = value.parse()?;
+            let v = lit
+                .base10_parse::<u64>()
+                .map_err(|_| syn::Error::new(lit.span(), "`tag_value` must be a non-negative integer that fits u64"))?;
+            Ok(Value::Int(v))
+        }
+        Key::Code => {
+            let lit: LitInt = value.parse()?;
+            match lit.base10_parse::<u64>() {
+                Ok(0) => {
+                    Err(syn::Error::new(lit.span(), "return code 0 means success; a ServiceError code is 1 or more"))
+                }
+                Ok(c) if c < RC_RESERVED_MIN => Ok(Value::Code(c as u32)),
+                _ => Err(syn::Error::new(
+                    lit.span(),
+                    "a ServiceError code must be below 0xffff_ff00 (the codes above are the RPC layer's rejections)",
+                )),
+            }
+        }
+        Key::Msg => {
+            let lit: LitInt = value.parse()?;
+            match lit.base10_parse::<u64>() {
+                Ok(c) if c < MSG_RESERVED_MIN => Ok(Value::Code(c as u32)),
+                Ok(c) if c <= u64::from(u32::MAX) => Err(syn::Error::new(
+                    lit.span(),
+                    format!("message code {c:#x} is reserved: codes >= 0xff00 are control messages (ping, shutdown)"),
+                )),
+                _ => Err(syn::Error::new(lit.span(), "a message code must be an integer that fits u32")),
+            }
+        }
+        Key::Response => Ok(Value::Type(Box::new(value.parse()?))),
+        Key::Ber | Key::Fixed | Key::Skip | Key::Notify | Key::Raw => unreachable!("flags are handled above"),
     }
 }
 
-/// Reports every item that `context` does not accept, with `why` for each.
-fn reject(cx: &Ctxt, items: &[(Item, Span)], context: &str, allowed: &[&str]) {
-    for (item, span) in items {
-        if !allowed.contains(&item.key()) {
-            let hint = match item.key() {
-                "tag" => "; it applies to enums",
-                "tag_value" => "; it applies to enum variants",
-                "ber" if context == "an enum" => "; put `ber` on the variant fields instead",
-                "fixed" | "skip" | "with" | "elem" => "; it applies to fields",
-                _ => "",
-            };
-            cx.error_at(*span, format!("`{}` is not allowed on {context}{hint}", item.key()));
-        }
-    }
-}
-
-fn span_of(items: &[(Item, Span)], key: &str) -> Option<Span> {
-    items.iter().find(|(i, _)| i.key() == key).map(|(_, s)| *s)
-}
-
-/// Attributes of a struct.
+/// Attributes of a struct, or of an enum deriving `ServiceError`.
 pub struct StructAttrs {
     /// `#[iproto(ber)]`: every field defaults to BER.
     pub ber: bool,
 }
 
 impl StructAttrs {
-    pub fn from_ast(cx: &Ctxt, attrs: &[Attribute]) -> Self {
-        let items = parse_items(cx, attrs);
-        reject(cx, &items, "a struct", &["ber"]);
-        StructAttrs { ber: span_of(&items, "ber").is_some() }
+    pub fn from_ast(cx: &Ctxt, attrs: &[Attribute], place: Place) -> Self {
+        let items = Items::parse(cx, attrs, place);
+        StructAttrs { ber: items.span(Key::Ber).is_some() }
     }
 }
 
@@ -257,18 +415,17 @@ pub struct EnumAttrs {
 impl EnumAttrs {
     /// Also reports a missing `tag` (at `ident`), unless a malformed one was already reported.
     pub fn from_ast(cx: &Ctxt, ident: &syn::Ident, attrs: &[Attribute]) -> Self {
-        let items = parse_items(cx, attrs);
-        reject(cx, &items, "an enum", &["tag"]);
-        if span_of(&items, "tag").is_none() {
+        let items = Items::parse(cx, attrs, Place::Enum);
+        if items.span(Key::Tag).is_none() {
             cx.error_spanned_by(
                 ident,
                 "an iproto enum needs a declared tag type: #[iproto(tag = u8)] (or u16, u32, ber)",
             );
         }
-        let tag = items.iter().find_map(|(i, _)| match i {
-            Item::Tag(t) => Some(*t),
+        let tag = match items.value(Key::Tag) {
+            Some((Value::Tag(t), _)) => Some(*t),
             _ => None,
-        });
+        };
         EnumAttrs { tag }
     }
 }
@@ -281,13 +438,33 @@ pub struct VariantAttrs {
 
 impl VariantAttrs {
     pub fn from_ast(cx: &Ctxt, attrs: &[Attribute]) -> Self {
-        let items = parse_items(cx, attrs);
-        reject(cx, &items, "an enum variant", &["tag_value"]);
-        let tag_value = items.iter().find_map(|(i, s)| match i {
-            Item::TagValue(v) => Some((*v, *s)),
+        let items = Items::parse(cx, attrs, Place::Variant);
+        let tag_value = match items.value(Key::TagValue) {
+            Some((Value::Int(v), span)) => Some((*v, span)),
             _ => None,
-        });
+        };
         VariantAttrs { tag_value }
+    }
+}
+
+/// Attributes of a variant of a `ServiceError` enum.
+pub struct ErrorVariantAttrs {
+    /// `#[iproto(code = N)]` and where it was written; required.
+    pub code: Option<(u32, Span)>,
+}
+
+impl ErrorVariantAttrs {
+    /// Also reports a missing `code` (at `ident`), unless a malformed one was already reported.
+    pub fn from_ast(cx: &Ctxt, ident: &syn::Ident, attrs: &[Attribute]) -> Self {
+        let items = Items::parse(cx, attrs, Place::ErrorVariant);
+        if items.span(Key::Code).is_none() {
+            cx.error_spanned_by(ident, format!("variant `{ident}` needs its return code: #[iproto(code = 1)]"));
+        }
+        let code = match items.value(Key::Code) {
+            Some((Value::Code(c), span)) => Some((*c, span)),
+            _ => None,
+        };
+        ErrorVariantAttrs { code }
     }
 }
 
@@ -312,35 +489,92 @@ pub struct FieldAttrs {
 
 impl FieldAttrs {
     pub fn from_ast(cx: &Ctxt, attrs: &[Attribute]) -> Self {
-        let items = parse_items(cx, attrs);
-        reject(cx, &items, "a field", &["ber", "fixed", "skip", "with", "elem"]);
-        let conflict = |a: &str, b: &str| {
-            if let (Some(_), Some(span)) = (span_of(&items, a), span_of(&items, b)) {
-                cx.error_at(span, format!("`{b}` cannot be combined with `{a}`"));
-            }
-        };
-        conflict("ber", "fixed");
-        conflict("skip", "ber");
-        conflict("skip", "fixed");
-        conflict("skip", "with");
-        conflict("skip", "elem");
-        conflict("with", "elem");
+        let items = Items::parse(cx, attrs, Place::Field);
+        items.conflict(Key::Ber, Key::Fixed);
+        for other in [Key::Ber, Key::Fixed, Key::With, Key::Elem] {
+            items.conflict(Key::Skip, other);
+        }
+        items.conflict(Key::With, Key::Elem);
 
-        let mode = match (span_of(&items, "ber"), span_of(&items, "fixed")) {
+        let mode = match (items.span(Key::Ber), items.span(Key::Fixed)) {
             (Some(_), _) => Some(Mode::Ber),
             (None, Some(_)) => Some(Mode::Fixed),
             (None, None) => None,
         };
-        let mut codec = FieldCodec::Plain;
-        for (item, _) in items {
-            match item {
-                Item::Skip => codec = FieldCodec::Skip,
-                Item::With(path) if !matches!(codec, FieldCodec::Skip) => codec = FieldCodec::With(path),
-                Item::Elem(m) if matches!(codec, FieldCodec::Plain) => codec = FieldCodec::Elem(m),
-                _ => {}
-            }
-        }
+        let codec = if items.span(Key::Skip).is_some() {
+            FieldCodec::Skip
+        } else if let Some((Value::Path(path), _)) = items.value(Key::With) {
+            FieldCodec::With(path.clone())
+        } else if let Some((Value::Mode(m), _)) = items.value(Key::Elem) {
+            FieldCodec::Elem(*m)
+        } else {
+            FieldCodec::Plain
+        };
         FieldAttrs { mode, codec }
+    }
+}
+
+/// `#[request(...)]` on a type deriving `Request`.
+pub struct RequestAttrs {
+    pub msg: Option<u32>,
+    /// `None` for a `notify` message.
+    pub response: Option<Type>,
+}
+
+impl RequestAttrs {
+    /// Also reports a missing attribute, code or reply kind (at `ident`).
+    pub fn from_ast(cx: &Ctxt, ident: &syn::Ident, attrs: &[Attribute]) -> Self {
+        let items = Items::parse(cx, attrs, Place::Request);
+        let written = attrs.iter().any(|a| a.path().is_ident("request"));
+        if !written {
+            cx.error_spanned_by(ident, "#[derive(Request)] needs #[request(msg = 0x10, response = Reply)]");
+        } else if items.span(Key::Msg).is_none() {
+            cx.error_spanned_by(ident, format!("`{ident}` needs a message code: #[request(msg = 0x10, ..)]"));
+        }
+        let response = match items.value(Key::Response) {
+            Some((Value::Type(ty), _)) => Some((**ty).clone()),
+            _ => None,
+        };
+        let notify = items.span(Key::Notify).is_some();
+        match (&response, notify) {
+            (Some(ty), true) => cx.error_spanned_by(ty, "a `notify` message has no `response`"),
+            (None, false) if written && items.span(Key::Response).is_none() => cx.error_spanned_by(
+                ident,
+                format!("`{ident}` needs `response = Type`, or `notify` for one-way messages"),
+            ),
+            _ => {}
+        }
+        RequestAttrs { msg: msg_of(&items), response }
+    }
+}
+
+/// `#[iproto(...)]` on a service method.
+pub struct MethodAttrs {
+    pub msg: Option<u32>,
+    /// Whether `msg` was written at all (a malformed one is already reported).
+    pub msg_written: bool,
+    pub notify: bool,
+    /// `raw`: the reply is sent as is, even if its type is named like a `Result`.
+    pub raw: Option<Span>,
+}
+
+impl MethodAttrs {
+    pub fn from_ast(cx: &Ctxt, attrs: &[Attribute]) -> Self {
+        let items = Items::parse(cx, attrs, Place::Method);
+        items.conflict(Key::Notify, Key::Raw);
+        MethodAttrs {
+            msg: msg_of(&items),
+            msg_written: items.span(Key::Msg).is_some(),
+            notify: items.span(Key::Notify).is_some(),
+            raw: items.span(Key::Raw),
+        }
+    }
+}
+
+fn msg_of(items: &Items) -> Option<u32> {
+    match items.value(Key::Msg) {
+        Some((Value::Code(c), _)) => Some(*c),
+        _ => None,
     }
 }
 

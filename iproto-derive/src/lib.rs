@@ -1,11 +1,15 @@
-//! Derive macros for `mr-iproto`. Use them through `iproto::{IprotoPack, IprotoUnpack}`; the
-//! attribute reference is in the docs of `iproto::pack`.
+//! Derive and attribute macros of `mr-iproto`; use them through `iproto` (`iproto::IprotoPack`,
+//! `iproto::rpc::ServiceError`, `iproto::Request`, `#[iproto::service]`), whose docs show these
+//! pages with tested examples.
 //!
-//! The derive is a small compiler: `attr` parses `#[iproto(...)]` into typed attributes,
-//! `model` validates them into a model of the type (collecting every error), and `pack` /
-//! `unpack` generate the impls from that model.
+//! Each macro is a small compiler: `attr` parses every attribute list once into typed
+//! per-place models (collecting every misuse with its span), `model` validates a derive input
+//! into a model of the type, and `pack`, `unpack`, `error`, `request` and `service` generate
+//! code from the models only. Generated code names generics and locals with `__` and calls
+//! support code through `iproto::__private`.
 
 mod attr;
+mod error;
 mod model;
 mod pack;
 mod request;
@@ -29,6 +33,13 @@ pub fn derive_iproto_unpack(input: TokenStream) -> TokenStream {
     unpack::expand(&input).unwrap_or_else(syn::Error::into_compile_error).into()
 }
 
+/// Derives `iproto::rpc::ServiceError` (and `IprotoPack`) for an error enum.
+#[proc_macro_derive(ServiceError, attributes(iproto))]
+pub fn derive_service_error(input: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(input as DeriveInput);
+    error::expand(&input).unwrap_or_else(syn::Error::into_compile_error).into()
+}
+
 /// Derives `iproto::rpc::Request` from `#[request(msg = .., response = Type)]`, or
 /// `iproto::rpc::Notice` from `#[request(msg = .., notify)]`.
 #[proc_macro_derive(Request, attributes(request))]
@@ -37,8 +48,7 @@ pub fn derive_request(input: TokenStream) -> TokenStream {
     request::expand(&input).unwrap_or_else(syn::Error::into_compile_error).into()
 }
 
-/// Turns a trait into an iproto service: a typed client and a server adapter; see
-/// `iproto::service`.
+/// Turns a trait into an iproto service: a typed client and a server.
 #[proc_macro_attribute]
 pub fn service(args: TokenStream, input: TokenStream) -> TokenStream {
     service::expand(args.into(), input.into()).unwrap_or_else(syn::Error::into_compile_error).into()

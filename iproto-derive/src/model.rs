@@ -1,11 +1,21 @@
-//! The validated model of a derive input: a struct's fields or an enum's tagged variants, each
-//! field with its resolved wire mode and codec. Built from `syn` and `attr`; the generators in
-//! `pack.rs` and `unpack.rs` read only this.
+//! The validated model of a derive input: a struct's fields, an enum's tagged variants or a
+//! `ServiceError` enum's coded variants, each field with its resolved wire mode and codec.
+//! Built from `syn` and `attr`; the generators in `pack.rs`, `unpack.rs` and `error.rs` read
+//! only this.
 
 use syn::ext::IdentExt;
 use syn::{Data as SynData, DeriveInput, Expr, Generics, Ident, Lit, Member, Type, UnOp};
 
-use crate::attr::{Ctxt, EnumAttrs, FieldAttrs, FieldCodec, Mode, StructAttrs, TagType, VariantAttrs};
+use crate::attr::{
+    Ctxt, EnumAttrs, ErrorVariantAttrs, FieldAttrs, FieldCodec, Mode, Place, StructAttrs, TagType, VariantAttrs,
+};
+
+/// Which derive reads the input: the codec derives, or `ServiceError`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Derive {
+    Codec,
+    ServiceError,
+}
 
 pub struct Container<'a> {
     pub ident: &'a Ident,
@@ -17,7 +27,13 @@ pub struct Container<'a> {
 
 pub enum Data<'a> {
     Struct(Fields<'a>),
-    Enum { tag: TagType, variants: Vec<Variant<'a>> },
+    Enum {
+        tag: TagType,
+        variants: Vec<Variant<'a>>,
+    },
+    /// A `ServiceError` enum: each variant's `tag` is its return code, which the envelope
+    /// writes, so the variant's body is its fields only.
+    Errors(Vec<Variant<'a>>),
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -59,15 +75,15 @@ pub struct Variant<'a> {
 }
 
 impl<'a> Container<'a> {
-    /// Reads and validates `input`; every problem is recorded in `cx`.
-    pub fn from_ast(cx: &Ctxt, input: &'a DeriveInput) -> Option<Self> {
-        let data = match &input.data {
-            SynData::Struct(s) => {
-                let attrs = StructAttrs::from_ast(cx, &input.attrs);
+    /// Reads and validates `input` for `derive`; every problem is recorded in `cx`.
+    pub fn from_ast(cx: &Ctxt, input: &'a DeriveInput, derive: Derive) -> Option<Self> {
+        let data = match (&input.data, derive) {
+            (SynData::Struct(s), Derive::Codec) => {
+                let attrs = StructAttrs::from_ast(cx, &input.attrs, Place::Struct);
                 let default = if attrs.ber { Mode::Ber } else { Mode::Fixed };
                 Data::Struct(fields_from_ast(cx, &s.fields, default))
             }
-            SynData::Enum(e) => {
+            (SynData::Enum(e), Derive::Codec) => {
                 let attrs = EnumAttrs::from_ast(cx, &input.ident, &input.attrs);
                 // A missing or malformed tag is already reported; BER accepts every tag value.
                 let tag = attrs.tag.unwrap_or(TagType::Ber);
@@ -76,7 +92,30 @@ impl<'a> Container<'a> {
                 }
                 Data::Enum { tag, variants: variants_from_ast(cx, e, tag) }
             }
-            SynData::Union(u) => {
+            (SynData::Enum(e), Derive::ServiceError) => {
+                let attrs = StructAttrs::from_ast(cx, &input.attrs, Place::ErrorEnum);
+                let default = if attrs.ber { Mode::Ber } else { Mode::Fixed };
+                if e.variants.is_empty() {
+                    cx.error_spanned_by(&input.ident, "a ServiceError enum needs at least one variant");
+                }
+                if let Some(lt) = input.generics.lifetimes().next() {
+                    cx.error_spanned_by(
+                        lt,
+                        "a ServiceError is decoded from any reply buffer, so it cannot borrow; \
+                         use owned fields (String, Vec<u8>, Bytes)",
+                    );
+                }
+                Data::Errors(error_variants_from_ast(cx, e, default))
+            }
+            (SynData::Struct(s), Derive::ServiceError) => {
+                cx.error_spanned_by(
+                    s.struct_token,
+                    "#[derive(ServiceError)] works on enums: one variant per return code, \
+                     each with #[iproto(code = N)]",
+                );
+                return None;
+            }
+            (SynData::Union(u), _) => {
                 cx.error_spanned_by(u.union_token, "iproto derives do not support unions");
                 return None;
             }
@@ -184,10 +223,28 @@ fn discriminant_value(cx: &Ctxt, expr: &Expr) -> Option<u64> {
     }
 }
 
+/// Each variant's return code, from `#[iproto(code = N)]`; codes must be distinct.
+fn error_variants_from_ast<'a>(cx: &Ctxt, e: &'a syn::DataEnum, default: Mode) -> Vec<Variant<'a>> {
+    let mut seen: Vec<(u32, &Ident)> = Vec::new();
+    let mut out = Vec::new();
+    for v in &e.variants {
+        let attrs = ErrorVariantAttrs::from_ast(cx, &v.ident, &v.attrs);
+        if let Some((code, span)) = attrs.code {
+            if let Some((_, other)) = seen.iter().find(|(seen, _)| *seen == code) {
+                cx.error_at(span, format!("variant `{}` has code {code}, already used by `{other}`", v.ident));
+            }
+            seen.push((code, &v.ident));
+        }
+        let fields = fields_from_ast(cx, &v.fields, default);
+        out.push(Variant { ident: &v.ident, fields, tag: attrs.code.map_or(0, |(c, _)| c.into()) });
+    }
+    out
+}
+
 /// Reads `input` into a validated model, or all the errors found in it.
-pub fn from_input(input: &DeriveInput) -> syn::Result<Container<'_>> {
+pub fn from_input(input: &DeriveInput, derive: Derive) -> syn::Result<Container<'_>> {
     let cx = Ctxt::default();
-    let cont = Container::from_ast(&cx, input);
+    let cont = Container::from_ast(&cx, input, derive);
     cx.check()?;
     cont.ok_or_else(|| syn::Error::new_spanned(&input.ident, "unsupported iproto derive input"))
 }

@@ -1,24 +1,32 @@
 //! `#[derive(IprotoPack)]`: writes the fields in declaration order, each in its own mode (the
-//! mode handed to the struct is ignored); enums write their tag first.
+//! mode handed to the struct is ignored); enums write their tag first, `ServiceError` enums
+//! only the variant's fields (the envelope writes the code).
 
 use proc_macro2::{Literal, TokenStream};
-use quote::{quote, ToTokens};
+use quote::{quote, quote_spanned, ToTokens};
+use syn::spanned::Spanned;
 use syn::DeriveInput;
 
 use crate::attr::{FieldCodec, TagType};
-use crate::model::{self, Data, Field, Fields, Style};
+use crate::model::{self, Container, Data, Derive, Field, Fields, Style};
 
 pub fn expand(input: &DeriveInput) -> syn::Result<TokenStream> {
-    let cont = model::from_input(input)?;
+    let cont = model::from_input(input, Derive::Codec)?;
+    Ok(render(&cont))
+}
+
+/// The `IprotoPack` impl of `cont` (also used by `#[derive(ServiceError)]`).
+pub fn render(cont: &Container) -> TokenStream {
     let ident = cont.ident;
     let generics = cont.bounded_generics(quote!(::iproto::IprotoPack));
     let (impl_generics, _, where_clause) = generics.split_for_impl();
     let (_, ty_generics, _) = cont.generics.split_for_impl();
     let (body, hint) = match &cont.data {
         Data::Struct(fields) => struct_body(fields),
-        Data::Enum { tag, variants } => enum_body(*tag, variants),
+        Data::Enum { tag, variants } => enum_body(Some(*tag), variants),
+        Data::Errors(variants) => enum_body(None, variants),
     };
-    Ok(quote! {
+    quote! {
         #[automatically_derived]
         impl #impl_generics ::iproto::IprotoPack for #ident #ty_generics #where_clause {
             #[inline]
@@ -35,7 +43,7 @@ pub fn expand(input: &DeriveInput) -> syn::Result<TokenStream> {
                 #hint
             }
         }
-    })
+    }
 }
 
 fn struct_body(fields: &Fields) -> (TokenStream, TokenStream) {
@@ -48,13 +56,14 @@ fn struct_body(fields: &Fields) -> (TokenStream, TokenStream) {
     (quote!(#(#writes)* ::core::result::Result::Ok(())), quote!(0usize #(+ #hints)*))
 }
 
-fn enum_body(tag: TagType, variants: &[model::Variant]) -> (TokenStream, TokenStream) {
+/// `tag` is `None` for a `ServiceError` enum, whose code is written by the envelope.
+fn enum_body(tag: Option<TagType>, variants: &[model::Variant]) -> (TokenStream, TokenStream) {
     let mut arms = Vec::new();
     let mut hint_arms = Vec::new();
     for v in variants {
         let pattern = variant_pattern(v.ident, &v.fields);
-        let tag_write = write_tag(tag, v.tag);
-        let tag_len = tag_len(tag, v.tag);
+        let tag_write = tag.map(|t| write_tag(t, v.tag));
+        let tag_len = tag.map_or_else(|| quote!(0usize), |t| tag_len(t, v.tag));
         let binding = |f: &Field| {
             let b = &f.binding;
             quote!(#b)
@@ -91,12 +100,14 @@ fn variant_pattern(ident: &syn::Ident, fields: &Fields) -> TokenStream {
     }
 }
 
-/// Writes one field; `value` is an expression of type `&FieldType`.
+/// Writes one field; `value` is an expression of type `&FieldType`. Spanned at the field's
+/// type, so that a type without `IprotoPack` is reported at the field.
 fn write_field(f: &Field, value: &TokenStream) -> TokenStream {
     let mode = f.mode;
+    let ty = f.ty;
     match &f.codec {
-        FieldCodec::Plain => quote!(::iproto::IprotoPack::pack(#value, __buf, #mode)?;),
-        FieldCodec::Elem(elem) => quote!(::iproto::pack::seq::pack(#value, __buf, #mode, #elem)?;),
+        FieldCodec::Plain => quote_spanned!(ty.span()=> <#ty as ::iproto::IprotoPack>::pack(#value, __buf, #mode)?;),
+        FieldCodec::Elem(elem) => quote_spanned!(ty.span()=> ::iproto::pack::seq::pack(#value, __buf, #mode, #elem)?;),
         FieldCodec::With(path) => quote!(#path::pack(#value, __buf, #mode)?;),
         FieldCodec::Skip => quote!(),
     }
@@ -105,7 +116,10 @@ fn write_field(f: &Field, value: &TokenStream) -> TokenStream {
 fn field_hint(f: &Field, value: &TokenStream) -> TokenStream {
     let mode = f.mode;
     match &f.codec {
-        FieldCodec::Plain | FieldCodec::Elem(_) => quote!(::iproto::IprotoPack::size_hint(#value, #mode)),
+        FieldCodec::Plain | FieldCodec::Elem(_) => {
+            let ty = f.ty;
+            quote_spanned!(ty.span()=> <#ty as ::iproto::IprotoPack>::size_hint(#value, #mode))
+        }
         FieldCodec::With(_) | FieldCodec::Skip => quote!(0usize),
     }
 }

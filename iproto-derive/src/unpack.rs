@@ -4,15 +4,16 @@
 //! fields (`&'a str`, `&'a [u8]`) point into the input and owned types decode from any input.
 
 use proc_macro2::{Literal, Span, TokenStream};
-use quote::quote;
+use quote::{quote, quote_spanned};
+use syn::spanned::Spanned;
 use syn::visit_mut::VisitMut;
 use syn::{DeriveInput, GenericParam, Lifetime, LifetimeParam, Type};
 
 use crate::attr::{FieldCodec, TagType};
-use crate::model::{self, Data, Field, Fields, Style, Variant};
+use crate::model::{self, Data, Derive, Field, Fields, Style, Variant};
 
 pub fn expand(input: &DeriveInput) -> syn::Result<TokenStream> {
-    let cont = model::from_input(input)?;
+    let cont = model::from_input(input, Derive::Codec)?;
     let ident = cont.ident;
     let de = Lifetime::new("'__de", Span::call_site());
     let lifetimes: Vec<Lifetime> = cont.generics.lifetimes().map(|l| l.lifetime.clone()).collect();
@@ -32,6 +33,7 @@ pub fn expand(input: &DeriveInput) -> syn::Result<TokenStream> {
             (quote!(#reads ::core::result::Result::Ok(#construct)), gen.min_size(fields))
         }
         Data::Enum { tag, variants } => gen.enum_body(*tag, variants),
+        Data::Errors(_) => unreachable!("only #[derive(ServiceError)] reads error enums"),
     };
     Ok(quote! {
         #[automatically_derived]
@@ -53,15 +55,17 @@ pub fn expand(input: &DeriveInput) -> syn::Result<TokenStream> {
 }
 
 /// Generation context: the type name for error paths and the type's own lifetimes.
-struct Gen<'a> {
-    name: &'a str,
-    lifetimes: &'a [Lifetime],
+pub struct Gen<'a> {
+    pub name: &'a str,
+    pub lifetimes: &'a [Lifetime],
 }
 
 impl Gen<'_> {
     /// `let __fN: Ty = ...?;` for every field, in order. `variant` names the enum variant, which
     /// goes into the error path after the field.
-    fn read_fields(&self, fields: &Fields, variant: Option<&syn::Ident>) -> TokenStream {
+    /// Reads from `__r: &mut Reader<'__de>`; a read is spanned at the field's type, so that a
+    /// type without `IprotoUnpack` is reported at the field.
+    pub fn read_fields(&self, fields: &Fields, variant: Option<&syn::Ident>) -> TokenStream {
         let name = self.name;
         let reads = fields.list.iter().map(|f| {
             let binding = &f.binding;
@@ -73,11 +77,12 @@ impl Gen<'_> {
             let wrap = quote!(.map_err(|__e| __e.in_field(#name, #field_name) #in_variant)?);
             let ty = self.de_type(f.ty);
             let mode = f.mode;
+            let span = f.ty.span();
             match &f.codec {
-                FieldCodec::Plain => quote! {
+                FieldCodec::Plain => quote_spanned! {span=>
                     let #binding = <#ty as ::iproto::IprotoUnpack<'__de>>::unpack(__r, #mode) #wrap;
                 },
-                FieldCodec::Elem(elem) => quote! {
+                FieldCodec::Elem(elem) => quote_spanned! {span=>
                     let #binding: #ty = ::iproto::pack::seq::unpack(__r, #mode, #elem) #wrap;
                 },
                 FieldCodec::With(path) => quote! {
@@ -96,7 +101,7 @@ impl Gen<'_> {
         let terms = fields.packed().filter(|f| !matches!(f.codec, FieldCodec::With(_))).map(|f| {
             let ty = self.de_type(f.ty);
             let mode = f.mode;
-            quote!(.saturating_add(<#ty as ::iproto::IprotoUnpack<'__de>>::min_size(#mode)))
+            quote_spanned!(f.ty.span()=> .saturating_add(<#ty as ::iproto::IprotoUnpack<'__de>>::min_size(#mode)))
         });
         quote!(0usize #(#terms)*)
     }
@@ -159,7 +164,7 @@ impl Gen<'_> {
 }
 
 /// `Self { a: __f0, b: __f1 }`, `Self(__f0, __f1)` or `Self`, from the bound field values.
-fn construct(path: TokenStream, fields: &Fields) -> TokenStream {
+pub fn construct(path: TokenStream, fields: &Fields) -> TokenStream {
     let bindings = fields.list.iter().map(|f| &f.binding);
     match fields.style {
         Style::Unit => path,

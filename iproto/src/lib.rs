@@ -35,6 +35,11 @@ pub mod rpc;
 pub mod server;
 pub mod wire;
 
+// Support code for the macros' generated code; not public API.
+#[doc(hidden)]
+#[path = "private.rs"]
+pub mod __private;
+
 /// The `bytes` crate, for `Bytes` fields and hand-written impls (`BufMut`).
 pub use bytes;
 

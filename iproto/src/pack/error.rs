@@ -73,6 +73,14 @@ pub enum DecodeErrorKind {
         /// The enum type.
         ty: &'static str,
     },
+    /// A return code names no variant of a `ServiceError` type.
+    #[error("unknown return code {code} for {ty}")]
+    UnknownCode {
+        /// The code read.
+        code: u32,
+        /// The error type.
+        ty: &'static str,
+    },
     /// `unpack_exact` found bytes after the value.
     #[error("{count} trailing bytes after the value")]
     TrailingBytes {

@@ -106,8 +106,8 @@ pub fn flatten<T, E>(reply: Result<Result<T, E>, CallError>) -> Result<T, CallEr
 }
 
 /// Packs `req` and calls `msg` on `sender`, decoding the reply as `Resp`. The building block
-/// of [`SenderExt::request`] and of generated clients; the request is packed before the
-/// returned future is first polled, so it is not borrowed by it.
+/// of [`SenderExt::request`]; the request is packed before the returned future is first
+/// polled, so it is not borrowed by it.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
@@ -142,7 +142,7 @@ where
 }
 
 /// [`call`] for `Result<T, E>` replies, with the service error folded into
-/// [`CallError::Service`] (see [`flatten`]). Used by generated clients.
+/// [`CallError::Service`] (see [`flatten`]).
 pub fn call_flat<'a, S, Req, T, E>(
     sender: &'a S,
     msg: u32,
@@ -164,7 +164,7 @@ where
 
 /// The call future mapped, not awaited in another `async fn`: [`Sender::call_owned`] keeps the
 /// body in the call's own future, so the typed call adds little to it.
-fn call_flat_encoded<'a, S, T, E>(
+pub(crate) fn call_flat_encoded<'a, S, T, E>(
     sender: &'a S,
     msg: u32,
     body: Vec<u8>,
@@ -180,7 +180,7 @@ where
     })
 }
 
-pub(super) fn call_encoded<'a, S, Resp>(
+pub(crate) fn call_encoded<'a, S, Resp>(
     sender: &'a S,
     msg: u32,
     body: Vec<u8>,
@@ -203,7 +203,7 @@ where
     async move { Ok(sender.notify(msg, &body?).await?) }
 }
 
-pub(super) fn encode<T: IprotoPack + ?Sized>(msg: u32, value: &T) -> Result<Vec<u8>, CallError> {
+pub(crate) fn encode<T: IprotoPack + ?Sized>(msg: u32, value: &T) -> Result<Vec<u8>, CallError> {
     crate::pack::pack(value).map_err(|error| CallError::Pack { msg, error })
 }
 

@@ -118,15 +118,15 @@
 //! # Ok(()) }
 //! ```
 
-mod client;
+pub(crate) mod client;
 mod envelope;
-mod server;
+pub(crate) mod server;
 #[cfg(feature = "tower")]
 mod tower;
 
 pub use client::{call, call_flat, decode_reply, flatten, notify, CallError, Client, SenderExt};
 pub use envelope::{RemoteError, ServiceError};
-pub use iproto_derive::{service, Request};
+pub use iproto_derive::{service, Request, ServiceError};
 pub use server::{Context, TypedHandler};
 #[cfg(feature = "tower")]
 pub use tower::RawCall;
@@ -146,6 +146,8 @@ pub const RC_RESERVED_MIN: u32 = 0xffff_ff00;
 pub const RC_BAD_REQUEST: u32 = 0xffff_ff01;
 /// The server could not encode its reply.
 pub const RC_BAD_REPLY: u32 = 0xffff_ff02;
+/// The server has no handler for the message code (see [`ServeMux::reject_unknown`]).
+pub const RC_UNKNOWN_MSG: u32 = 0xffff_ff03;
 
 /// A request type: its message code and the type of its reply. Derive it with
 /// `#[derive(Request)]` and `#[request(msg = .., response = ..)]`.

@@ -1,5 +1,6 @@
-//! The server side of typed RPC: typed handlers with their [`Context`], the adapter that
-//! decodes requests and packs replies, and the typed routes of [`ServeMux`].
+//! The server side of typed RPC: typed handlers with their [`Context`], the adapters that
+//! decode requests (owned, or borrowing from the packet) and pack replies, the typed routes of
+//! [`ServeMux`] and its rejection of unknown codes.
 
 use std::future::Future;
 use std::marker::PhantomData;
@@ -10,12 +11,12 @@ use futures_util::future::{Either, FutureExt};
 use super::envelope::rejection_body;
 #[cfg(doc)]
 use super::SenderExt;
-use super::{Notice, Request, RC_BAD_REPLY, RC_BAD_REQUEST};
+use super::{Notice, Request, RC_BAD_REPLY, RC_BAD_REQUEST, RC_UNKNOWN_MSG};
 use crate::channel::{Channel, Handler, Reply};
 use crate::mux::{DuplicateRoute, ServeMux};
 use crate::net::Addr;
-use crate::pack::{IprotoPack, IprotoUnpackOwned, Mode, Reader};
-use crate::wire::Packet;
+use crate::pack::{DecodeError, IprotoPack, IprotoUnpackOwned, Mode, Reader};
+use crate::wire::{Header, Packet};
 
 /// What a typed handler learns about the request besides its body.
 #[derive(Debug, Clone)]
@@ -91,23 +92,74 @@ where
         match req {
             Ok(req) => {
                 let cx = Context { msg, sync: header.sync, channel };
-                Either::Left(self.handler.call(req, cx).map(move |reply| {
-                    if REPLY {
-                        TypedReply::Packed { msg, reply }
-                    } else {
-                        TypedReply::None
-                    }
-                }))
+                Either::Left(self.handler.call(req, cx).map(move |reply| TypedReply::answer::<REPLY>(msg, reply)))
             }
-            Err(error) if REPLY => {
-                tracing::debug!(msg, %error, "request does not decode; rejected");
-                Either::Right(std::future::ready(TypedReply::Rejected(rejection_body(RC_BAD_REQUEST, &error))))
-            }
-            Err(error) => {
-                tracing::warn!(msg, %error, "one-way message does not decode; dropped");
-                Either::Right(std::future::ready(TypedReply::None))
+            Err(error) => Either::Right(std::future::ready(TypedReply::undecodable::<REPLY>(msg, &error))),
+        }
+    }
+}
+
+/// A service method whose arguments borrow from the request body: decodes them from `body`
+/// and starts the method, whose future may borrow both. Implemented by `#[iproto::service]`
+/// for such methods.
+pub trait BorrowedHandler: Send + Sync + 'static {
+    /// The method's reply (`()` for one-way messages).
+    type Reply: IprotoPack + Send + 'static;
+
+    /// Decodes the arguments from `body` and starts the method.
+    fn call<'b>(
+        &'b self,
+        body: &'b [u8],
+        cx: Context,
+    ) -> Result<impl Future<Output = Self::Reply> + Send + 'b, DecodeError>;
+}
+
+/// Adapts a [`BorrowedHandler`] to [`Handler`]: the packet's body is moved into the request's
+/// future, and the arguments decoded there point into it (no copy).
+struct Borrowed<H, const REPLY: bool>(H);
+
+impl<H: BorrowedHandler, const REPLY: bool> Handler for Borrowed<H, REPLY> {
+    type Reply = TypedReply<H::Reply>;
+
+    fn handle(&self, packet: Packet, channel: Channel) -> impl Future<Output = TypedReply<H::Reply>> + Send {
+        let Packet { header, body } = packet;
+        let cx = Context { msg: header.msg, sync: header.sync, channel };
+        async move {
+            match self.0.call(&body, cx) {
+                Ok(reply) => TypedReply::answer::<REPLY>(header.msg, reply.await),
+                Err(error) => TypedReply::undecodable::<REPLY>(header.msg, &error),
             }
         }
+    }
+}
+
+/// Routes `msg` on `mux` to a method with borrowed arguments; `REPLY` is false for one-way
+/// messages.
+pub fn route_borrowed<H: BorrowedHandler, const REPLY: bool>(
+    mux: &mut ServeMux,
+    msg: u32,
+    handler: H,
+) -> Result<&mut ServeMux, DuplicateRoute> {
+    mux.handle(msg, Borrowed::<H, REPLY>(handler))
+}
+
+/// Answers a request for an unrouted code with [`RC_UNKNOWN_MSG`]; a one-way message (sync 0)
+/// gets no answer, as nobody waits for one.
+struct RejectUnknown;
+
+impl Handler for RejectUnknown {
+    type Reply = Option<Bytes>;
+
+    fn handle(&self, packet: Packet, _channel: Channel) -> impl Future<Output = Option<Bytes>> + Send {
+        let Header { msg, sync, .. } = packet.header;
+        let answer = if sync == 0 {
+            tracing::debug!(msg, "one-way message with no route; dropped");
+            None
+        } else {
+            tracing::debug!(msg, "no route for message code; rejected");
+            Some(rejection_body(RC_UNKNOWN_MSG, &format_args!("no handler for message code {msg:#x}")))
+        };
+        std::future::ready(answer)
     }
 }
 
@@ -117,6 +169,29 @@ pub(crate) enum TypedReply<Resp> {
     Packed { msg: u32, reply: Resp },
     Rejected(Bytes),
     None,
+}
+
+impl<Resp> TypedReply<Resp> {
+    /// The handler's `reply`, or nothing for a one-way message.
+    fn answer<const REPLY: bool>(msg: u32, reply: Resp) -> Self {
+        if REPLY {
+            TypedReply::Packed { msg, reply }
+        } else {
+            TypedReply::None
+        }
+    }
+
+    /// A request that does not decode is answered with [`RC_BAD_REQUEST`] and the error as
+    /// text; a one-way message that does not decode is logged and dropped.
+    fn undecodable<const REPLY: bool>(msg: u32, error: &DecodeError) -> Self {
+        if REPLY {
+            tracing::debug!(msg, %error, "request does not decode; rejected");
+            TypedReply::Rejected(rejection_body(RC_BAD_REQUEST, error))
+        } else {
+            tracing::warn!(msg, %error, "one-way message does not decode; dropped");
+            TypedReply::None
+        }
+    }
 }
 
 impl<Resp: IprotoPack + Send> Reply for TypedReply<Resp> {
@@ -141,6 +216,31 @@ impl<Resp: IprotoPack + Send> Reply for TypedReply<Resp> {
 
 /// Typed routes.
 impl ServeMux {
+    /// Answers requests with no route with [`RC_UNKNOWN_MSG`] and the code in words, which a
+    /// typed client reports at once as [`CallError::Rejected`](super::CallError::Rejected).
+    /// One-way messages with no route are dropped. A plain [`ServeMux`] sends nothing for an
+    /// unknown code (go-iproto's behaviour: the caller waits for its timeout); the server of
+    /// an `#[iproto::service]` rejects them like this.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use iproto::rpc::{CallError, RC_UNKNOWN_MSG};
+    /// use iproto::{CallOptions, Channel, ChannelConfig, ServeMux};
+    ///
+    /// let mut mux = ServeMux::new();
+    /// mux.reject_unknown();
+    /// let (a, b) = tokio::io::duplex(4096);
+    /// let _server = Channel::new(a, ChannelConfig::server().with_handler(mux));
+    /// let client = Channel::new(b, ChannelConfig::client());
+    /// let err = iproto::rpc::call::<_, _, u32>(&client, 0x77, &(), CallOptions::default()).await.unwrap_err();
+    /// assert!(matches!(err, CallError::Rejected { msg: 0x77, code: RC_UNKNOWN_MSG, .. }), "{err}");
+    /// # }
+    /// ```
+    pub fn reject_unknown(&mut self) -> &mut Self {
+        self.fallback(RejectUnknown)
+    }
+
     /// Routes `R::MSG` to `handler`, which gets the decoded request and returns the reply.
     ///
     /// ```
@@ -170,8 +270,7 @@ impl ServeMux {
         self.handle_typed_notice(N::MSG, handler)
     }
 
-    /// Routes `msg` to a typed handler, for request types without a [`Request`] impl (used by
-    /// [`#[service]`](crate::service)).
+    /// Routes `msg` to a typed handler, for request types without a [`Request`] impl.
     pub fn handle_typed<Req, Resp, H>(&mut self, msg: u32, handler: H) -> Result<&mut Self, DuplicateRoute>
     where
         Req: IprotoUnpackOwned + Send + 'static,
