@@ -126,7 +126,7 @@ Every reply is compared with its request unless --no-verify (the server must ech
 #[derive(Debug, Args)]
 #[command(group = clap::ArgGroup::new("source").args(["hex", "file", "pack"]).multiple(false))]
 pub struct CallArgs {
-    /// Server address (host:port or unix:/path) or a list HOST:PORT[:WEIGHT],...
+    /// Server address (host:port or unix:/path) or a list `HOST:PORT[:WEIGHT],...`
     pub addr: String,
     /// Message code, decimal or 0x hex; reserved codes (>= 0xff00) are sent as typed.
     #[arg(value_parser = parse_msg)]
@@ -218,7 +218,7 @@ pub fn read_input(path: &std::path::Path) -> Result<Vec<u8>, CliError> {
 /// Arguments of `iproto ping`.
 #[derive(Debug, Args)]
 pub struct PingArgs {
-    /// Server address (host:port or unix:/path) or a list HOST:PORT[:WEIGHT],... (each pinged).
+    /// Server address (host:port or unix:/path) or a list `HOST:PORT[:WEIGHT],...` (each pinged).
     pub addr: String,
     /// Stop after this many pings (default: until Ctrl-C).
     #[arg(short, long)]
@@ -270,7 +270,7 @@ pub struct DecodeArgs {
 /// Arguments of `iproto bench`.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// Server address (host:port or unix:/path) or a list HOST:PORT[:WEIGHT],...; none starts
+    /// Server address (host:port or unix:/path) or a list `HOST:PORT[:WEIGHT],...`; none starts
     /// an embedded echo server.
     pub addr: Option<String>,
     /// How calls spread over a list: round-robin, or random keys placed by hash-crc32, ketama
