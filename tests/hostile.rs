@@ -3,7 +3,9 @@
 //! no reply anybody waits for, more connections than allowed, and a client that never reads.
 //! For each probe the server's resident memory (`/proc/PID/status`, peak included) stays under
 //! its warm-up figure plus [`RSS_SLACK_KIB`], and a well-behaved client's calls keep
-//! succeeding while the probe runs.
+//! succeeding while the probe runs. The 4 GiB probes also bound the peak *address space*
+//! (`VmPeak`), which counts memory reserved but never touched: a buffer allocated for the claimed
+//! length shows there even though it never becomes resident.
 
 #[path = "support/calls.rs"]
 mod calls;
@@ -24,6 +26,9 @@ use tokio::task::JoinHandle;
 /// its figure after warm-up (a debug build; the claimed lengths and unread replies of the
 /// probes are far larger).
 const RSS_SLACK_KIB: u64 = 32 * 1024;
+/// The bound on the peak address space over its warm-up figure during the 4 GiB probes. Malloc
+/// arenas of new threads (64 MiB each) fit in it; one buffer reserved for a 4 GiB claim does not.
+const ADDRESS_SLACK_KIB: u64 = 1024 * 1024;
 const TIMEOUT: Duration = Duration::from_secs(5);
 /// Bound on anything the server must do by itself (close, answer); generous for loaded CI.
 const LIMIT: Duration = Duration::from_secs(30);
@@ -62,13 +67,29 @@ impl Bystander {
 
 /// Starts the server, warms it up, and returns it with its resident memory after warm-up.
 async fn warm_server(extra: &[&str]) -> (ServerProcess, u64) {
+    let (server, rss, _) = warm_server_with_address_space(extra).await;
+    (server, rss)
+}
+
+/// [`warm_server`], also returning the mapped address space after warm-up.
+async fn warm_server_with_address_space(extra: &[&str]) -> (ServerProcess, u64, u64) {
     let server = ServerProcess::start(extra);
     let ch = Channel::connect(&server.addr, ChannelConfig::client()).await.expect("warm-up connect");
     let tally = run_calls(&ch, "warm-up", 2000, 16, TIMEOUT).await;
     assert_eq!(tally.ok, 2000, "warm-up: {tally:?}");
     drop(ch);
-    let rss = server.rss_kib();
-    (server, rss)
+    let (rss, space) = (server.rss_kib(), server.address_space_kib());
+    (server, rss, space)
+}
+
+fn assert_address_space(server: &ServerProcess, probe: &str, warm_kib: u64) {
+    let peak = server.peak_address_space_kib();
+    println!("{probe}: server address space after warm-up {warm_kib} KiB, peak {peak} KiB");
+    assert!(
+        peak <= warm_kib + ADDRESS_SLACK_KIB,
+        "{probe}: server peak address space {peak} KiB exceeds warm-up {warm_kib} KiB + {ADDRESS_SLACK_KIB} KiB: \
+         a claimed length was reserved"
+    );
 }
 
 fn assert_memory(server: &ServerProcess, probe: &str, warm_kib: u64) {
@@ -138,7 +159,7 @@ async fn trickled_header_is_closed_by_the_idle_timeout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn four_gib_length_is_rejected_without_allocating() {
-    let (server, warm) = warm_server(&[]).await;
+    let (server, warm, warm_space) = warm_server_with_address_space(&[]).await;
     let bystander = Bystander::start(&server.addr).await;
     let mut conns = Vec::new();
     for i in 0..20 {
@@ -154,13 +175,14 @@ async fn four_gib_length_is_rejected_without_allocating() {
     assert!(server.wait_log("exceeds the size limit", LIMIT).await, "no logged reason: {:?}", server.log());
     bystander.finish("4 GiB length").await;
     assert_memory(&server, "4 GiB length", warm);
+    assert_address_space(&server, "4 GiB length", warm_space);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn four_gib_length_within_the_limit_is_not_allocated() {
     // With the limit at its maximum the claim is legal: the server must wait for the body
     // growing its buffer only as bytes arrive.
-    let (server, warm) = warm_server(&["--size-limit", "4294967295"]).await;
+    let (server, warm, warm_space) = warm_server_with_address_space(&["--size-limit", "4294967295"]).await;
     let bystander = Bystander::start(&server.addr).await;
     let mut conns = Vec::new();
     for i in 0..50 {
@@ -174,6 +196,7 @@ async fn four_gib_length_within_the_limit_is_not_allocated() {
     }
     bystander.finish("4 GiB length under the limit").await;
     assert_memory(&server, "4 GiB length under the limit", warm);
+    assert_address_space(&server, "4 GiB length under the limit", warm_space);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

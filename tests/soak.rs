@@ -1,8 +1,9 @@
 //! A bounded soak through a Pool while a proxy kills its connections at random: one million
 //! calls or `IPROTO_SOAK_SECS` seconds (default 10), whichever comes first. Every call ends
 //! with its own echo or a typed error (counted by kind); nothing is answered twice; the pool
-//! recovers by itself; at the end the process's resident memory is within 10% of its figure
-//! after warm-up, and open file descriptors and live tokio tasks have not grown.
+//! recovers by itself; at the end the process's resident memory has grown by at most
+//! [`RSS_GROWTH`] over its figure after warm-up (shrinking is fine: an allocator may hand memory
+//! back), and open file descriptors and live tokio tasks have not grown.
 
 #[path = "support/calls.rs"]
 mod calls;
@@ -18,6 +19,9 @@ use iproto::server::ServerConfig;
 use iproto::{Pool, PoolConfig};
 use proxy::Proxy;
 
+/// Allowed growth of resident memory from warm-up to the end, as a fraction: a leak of a
+/// few bytes per call over a million calls exceeds it.
+const RSS_GROWTH: f64 = 0.10;
 const MAX_CALLS: u64 = 1_000_000;
 const CALLERS: usize = 32;
 const POOL_SIZE: usize = 2;
@@ -162,8 +166,13 @@ async fn soak_through_a_pool_with_random_connection_kills() {
     tally.assert_sound("soak");
     assert_eq!(strays.load(Relaxed), 0, "replies that matched no call reached the client");
     assert!(tally.ok > 0 && faults.load(Relaxed) > 0 && p.killed > 0, "the soak did not run: {tally:?} {p:?}");
-    let drift = end.rss_kib.abs_diff(warm.rss_kib) as f64 / warm.rss_kib as f64;
-    assert!(drift <= 0.10, "resident memory moved {:.1}% since warm-up: {warm:?} -> {end:?}", drift * 100.0);
+    let growth = end.rss_kib.saturating_sub(warm.rss_kib) as f64 / warm.rss_kib as f64;
+    assert!(
+        growth <= RSS_GROWTH,
+        "resident memory grew {:.1}% since warm-up (allowed {:.0}%): {warm:?} -> {end:?}",
+        growth * 100.0,
+        RSS_GROWTH * 100.0
+    );
     assert!(end.fds <= warm.fds + FD_SLACK, "open file descriptors grew: {warm:?} -> {end:?}");
     assert!(end.tasks <= warm.tasks + TASK_SLACK, "live tasks grew: {warm:?} -> {end:?}");
 

@@ -98,6 +98,17 @@ impl ServerProcess {
         self.status_kib("VmHWM:")
     }
 
+    /// Address space mapped now, in KiB: unlike resident memory it includes what was reserved
+    /// but never touched, such as a buffer allocated for a claimed length.
+    pub fn address_space_kib(&self) -> u64 {
+        self.status_kib("VmSize:")
+    }
+
+    /// Peak mapped address space so far, in KiB.
+    pub fn peak_address_space_kib(&self) -> u64 {
+        self.status_kib("VmPeak:")
+    }
+
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
