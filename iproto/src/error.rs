@@ -125,21 +125,37 @@ impl fmt::Display for TimeoutStage {
 }
 
 /// Why a [`Pool`](crate::Pool) could not take a call or a channel.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum PoolError {
     /// The pool has no online channel and `fail_on_cutoff` is set.
     #[error("pool is offline")]
     Cutoff,
-    /// No pool channel came online within the connect timeout.
+    /// No pool channel came online within the connect timeout, while dialing had not failed
+    /// (yet): a connect attempt still running, say.
     #[error("no channel before timeout")]
     NoChannel,
+    /// No pool channel came online within the connect timeout, and the last connect attempt
+    /// failed with this (a refused connection, an init hook's error, ...).
+    #[error("no channel before timeout: {0}")]
+    DialFailed(Arc<Error>),
     /// The pool's rate limit rejected the call (policing).
     #[error("policied due to rate limit")]
     RateLimited,
     /// The pool refused to store another channel.
     #[error("pool is full")]
     PoolFull,
+}
+
+impl PartialEq for PoolError {
+    /// Variants are equal when they are the same; [`DialFailed`](PoolError::DialFailed) errors
+    /// when they read the same.
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (PoolError::DialFailed(a), PoolError::DialFailed(b)) => a.to_string() == b.to_string(),
+            (a, b) => std::mem::discriminant(a) == std::mem::discriminant(b),
+        }
+    }
 }
 
 impl Error {

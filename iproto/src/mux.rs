@@ -1,6 +1,7 @@
 //! [`ServeMux`]: routes incoming requests to handlers by message code.
 
 use std::collections::HashMap;
+use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -82,6 +83,21 @@ impl ServeMux {
         self
     }
 
+    /// The handler registered for `code` (go-iproto's `ServeMux.Handler`); `None` for an
+    /// unknown code, which the fallback handles.
+    ///
+    /// ```
+    /// use iproto::{Channel, Packet, ServeMux};
+    ///
+    /// let mut mux = ServeMux::new();
+    /// mux.handle(0x10, |p: Packet, _ch: Channel| async move { Some(p.body) }).unwrap();
+    /// assert!(mux.handler(0x10).is_some());
+    /// assert!(mux.handler(0x11).is_none());
+    /// ```
+    pub fn handler(&self, code: u32) -> Option<&BoxHandler> {
+        self.routes.get(&code)
+    }
+
     /// Whether `code` has a handler.
     pub fn contains(&self, code: u32) -> bool {
         self.routes.contains_key(&code)
@@ -90,6 +106,19 @@ impl ServeMux {
     /// The registered codes, in no particular order.
     pub fn codes(&self) -> impl Iterator<Item = u32> + '_ {
         self.routes.keys().copied()
+    }
+}
+
+impl fmt::Debug for ServeMux {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut codes: Vec<u32> = self.codes().collect();
+        codes.sort_unstable();
+        let fallback = match &self.fallback {
+            Fallback::Ignore => "ignore",
+            Fallback::Reply(_) => "reply",
+            Fallback::Handler(_) => "handler",
+        };
+        f.debug_struct("ServeMux").field("codes", &codes).field("fallback", &fallback).finish()
     }
 }
 

@@ -230,6 +230,17 @@ pub struct Server {
     inner: Arc<Inner>,
 }
 
+impl fmt::Debug for Server {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Server")
+            .field("local_addr", &self.local)
+            .field("config", &self.config)
+            .field("open", &*self.inner.open.borrow())
+            .field("accepted", &self.inner.accepted.load(Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
 impl Server {
     /// Binds `addr` (`host:port`, port 0 for any free port, or `unix:/path`) with the default
     /// [`ServerConfig`].

@@ -23,7 +23,7 @@ use fixtures::{echo, refused_addr, within, Running, BOUND};
 
 // The server restarts on the same port under running pools. While it is down, a
 // fail-on-cutoff pool fails at once with Cutoff and a waiting pool fails after its connect
-// timeout with NoChannel; both recover without user action once it is back.
+// timeout with the refused connect attempt's error; both recover without user action once it is back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pool_survives_a_server_restart_on_the_same_port() {
     let server = Running::echo().await;
@@ -55,7 +55,10 @@ async fn pool_survives_a_server_restart_on_the_same_port() {
     assert!(matches!(err, Error::Pool(iproto::PoolError::Cutoff)), "{err:?}");
     let started = Instant::now();
     let err = waiting.call(1, b"down").await.expect_err("server is down");
-    assert!(matches!(err, Error::Pool(iproto::PoolError::NoChannel)), "{err:?}");
+    // The wait names why: the last connect attempt was refused.
+    let Error::Pool(iproto::PoolError::DialFailed(last)) = &err else { panic!("{err:?}") };
+    assert!(matches!(**last, Error::Connect { .. }), "{last:?}");
+    assert!(err.to_string().starts_with("no channel before timeout: cannot connect to"), "{err}");
     assert!(started.elapsed() >= Duration::from_millis(250), "waited {:?}", started.elapsed());
     let stats = waiting.stats();
     assert!(stats.dial_errors > 0 && stats.wait_errors == 1, "{stats:?}");
@@ -229,8 +232,8 @@ async fn policing_rejects_over_the_rate() {
     server.stop().await;
 }
 
-// Shaping: calls over the rate wait for their token; a wait beyond the call's timeout
-// fails at once with RateLimited.
+// Shaping: calls over the rate wait for their token; a token that would come after the call's
+// deadline fails the call at once with a timeout at the rate-limit stage.
 #[tokio::test]
 async fn shaping_delays_to_the_rate() {
     let server = Running::echo().await;
@@ -252,7 +255,10 @@ async fn shaping_delays_to_the_rate() {
     pool.call(1, b"first").await.expect("first token");
     let started = Instant::now();
     let err = pool.call_with(1, b"second", CallOptions::timeout(Duration::from_secs(5))).await;
-    assert!(matches!(err, Err(Error::Pool(iproto::PoolError::RateLimited))), "{err:?}");
+    assert!(
+        matches!(err, Err(Error::Timeout { msg: 1, stage: iproto::TimeoutStage::RateLimit, after }) if after == Duration::from_secs(5)),
+        "{err:?}"
+    );
     assert!(started.elapsed() < Duration::from_millis(2500), "failed after {:?}, not at once", started.elapsed());
     server.stop().await;
 }

@@ -39,6 +39,7 @@ pub fn kind(e: &Error) -> &'static str {
         Error::Io(_) => "io",
         Error::Pool(iproto::PoolError::Cutoff) => "cutoff",
         Error::Pool(iproto::PoolError::NoChannel) => "no-channel",
+        Error::Pool(iproto::PoolError::DialFailed(_)) => "dial-failed",
         Error::Pool(iproto::PoolError::RateLimited) => "rate-limited",
         Error::Pool(iproto::PoolError::PoolFull) => "pool-full",
         _ => "other",

@@ -3,6 +3,7 @@
 //! entry if it gives up; notifications only queue.
 
 use std::future::Future;
+use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::oneshot;
@@ -135,13 +136,19 @@ impl Channel {
 
     /// Sends a notification: sync 0, no reply. Success means queued, not delivered.
     pub async fn notify(&self, msg: u32, body: &[u8]) -> Result<(), Error> {
+        self.notify_within(msg, body, None).await
+    }
+
+    /// [`notify`](Self::notify) within `timeout` instead of the notice timeout (a pool's
+    /// notification, whose deadline started before it had a channel).
+    pub(crate) async fn notify_within(&self, msg: u32, body: &[u8], timeout: Option<Duration>) -> Result<(), Error> {
         let s = &self.shared;
         stats::Counters::inc(&s.stats.callers.notices);
         if msg >= MSG_RESERVED_MIN {
             return Err(Error::ReservedCode(msg));
         }
         self.check_open()?;
-        let timeout = s.config.notice_timeout;
+        let timeout = timeout.unwrap_or(s.config.notice_timeout);
         s.outbox.enqueue(msg, 0, body, Wait::Until(Instant::now() + timeout, timeout)).await.inspect_err(|_| {
             stats::Counters::inc(&s.stats.callers.packets_dropped);
         })

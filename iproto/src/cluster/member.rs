@@ -81,7 +81,7 @@ pub(crate) fn breaks_server(e: &Error) -> bool {
     matches!(
         e,
         Error::Connect { .. }
-            | Error::Pool(PoolError::Cutoff | PoolError::NoChannel)
+            | Error::Pool(PoolError::Cutoff | PoolError::NoChannel | PoolError::DialFailed(_))
             | Error::Dropped(_)
             | Error::PeerClosed { .. }
             | Error::Io(_)

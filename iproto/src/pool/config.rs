@@ -65,8 +65,9 @@ pub struct RateLimit {
     pub per_second: f64,
     /// Bucket size, full at the start. Zero disables the limit whatever `per_second` says.
     pub burst: u32,
-    /// Shaping (`true`): wait for a token, but fail at once with [`PoolError::RateLimited`](crate::PoolError::RateLimited) when
-    /// the wait would outlast the call's timeout. Policing (`false`): fail at once with
+    /// Shaping (`true`): wait for a token, but fail at once with [`Error::Timeout`] at
+    /// [`TimeoutStage::RateLimit`](crate::TimeoutStage::RateLimit) when the token would come
+    /// after the call's deadline. Policing (`false`): fail at once with
     /// [`PoolError::RateLimited`](crate::PoolError::RateLimited) when no token is available.
     pub wait: bool,
 }
@@ -92,7 +93,10 @@ pub struct PoolConfig {
     /// Most channels online at once. Default 1.
     pub size: usize,
     /// Bound on [`Pool::init`] / [`Pool::init_all`], and the longest a call waits for a channel
-    /// when none is online before failing with [`PoolError::NoChannel`](crate::PoolError::NoChannel). Default 1 s.
+    /// when none is online before failing with
+    /// [`PoolError::DialFailed`](crate::PoolError::DialFailed) (the last connect attempt's
+    /// error) or [`PoolError::NoChannel`](crate::PoolError::NoChannel). The call's own
+    /// timeout bounds the wait too. Default 1 s.
     pub connect_timeout: Duration,
     /// Bound on each single connect attempt. Default none (the routine's deadline still
     /// bounds it).

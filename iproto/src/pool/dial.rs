@@ -115,10 +115,14 @@ impl Inner {
             };
             self.dial_count.fetch_add(1, Relaxed);
             match result {
-                Ok(channel) => return Ok(channel),
+                Ok(channel) => {
+                    *lock(&self.last_dial_error) = None;
+                    return Ok(channel);
+                }
                 Err(e) => {
                     self.dial_errors.fetch_add(1, Relaxed);
                     tracing::debug!(addr = %self.addr, error = %e, "connect attempt failed");
+                    *lock(&self.last_dial_error) = Some(e.clone());
                     last_error = Some(e);
                 }
             }
@@ -144,7 +148,10 @@ impl Inner {
             None => Channel::connect(&self.addr, self.config.channel.clone()).await,
             Some(connector) => {
                 let io = connector.connect(&self.addr).await.map_err(|e| self.connect_error(e))?;
-                Ok(Channel::new(io, self.config.channel.clone()))
+                let channel = Channel::new(io, self.config.channel.clone());
+                // As `Channel::connect` does: no traffic before the init hook succeeded.
+                channel.init().await?;
+                Ok(channel)
             }
         }
     }

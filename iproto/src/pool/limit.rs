@@ -7,8 +7,9 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, Quota};
 use tokio::time::Instant;
 
+use super::budget::Budget;
 use super::{Inner, RateLimit};
-use crate::error::PoolError;
+use crate::error::{PoolError, TimeoutStage};
 use crate::Error;
 
 pub(super) enum Limiter {
@@ -34,14 +35,14 @@ impl Limiter {
 }
 
 impl Inner {
-    /// Takes a rate-limit token; shaping waits at most `budget`.
-    pub(super) async fn admit(&self, budget: Duration) -> Result<(), Error> {
+    /// Takes a rate-limit token; shaping waits only while the call's deadline allows, and
+    /// fails at once with a rate-limit timeout when the token would come too late.
+    pub(super) async fn admit(&self, budget: &mut Budget) -> Result<(), Error> {
         let (bucket, wait) = match &self.limiter {
             None => return Ok(()),
             Some(Limiter::Deny) => return Err(PoolError::RateLimited.into()),
             Some(Limiter::Bucket { bucket, wait }) => (bucket, *wait),
         };
-        let deadline = Instant::now() + budget;
         loop {
             let not_until = match bucket.check() {
                 Ok(()) => return Ok(()),
@@ -49,8 +50,8 @@ impl Inner {
                 Err(_) => return Err(PoolError::RateLimited.into()),
             };
             let until = Instant::now() + not_until.wait_time_from(DefaultClock::default().now());
-            if until > deadline {
-                return Err(PoolError::RateLimited.into());
+            if until > budget.deadline() {
+                return Err(budget.expired(TimeoutStage::RateLimit));
             }
             tokio::time::sleep_until(until).await;
         }

@@ -14,6 +14,7 @@
 //!   channel's `write_queue`, before moving round-robin to the next one, so a burst of calls
 //!   costs one write instead of one per connection (`strict_round_robin` turns it off).
 
+mod budget;
 mod config;
 mod dial;
 mod limit;
@@ -34,13 +35,14 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use self::budget::Budget;
 use self::dial::DialState;
 use self::limit::Limiter;
 use self::online::{Online, Pick};
 use crate::channel::{CallOptions, Channel, ChannelStats, Sender};
-use crate::error::PoolError;
+use crate::error::{PoolError, TimeoutStage};
 use crate::lock::lock;
-use crate::net::Endpoint;
+use crate::net::{Endpoint, Transport};
 use crate::wire::Packet;
 use crate::Error;
 
@@ -134,6 +136,8 @@ struct Inner {
     limiter: Option<Limiter>,
     dial_count: AtomicU64,
     dial_errors: AtomicU64,
+    /// The last connect attempt's error; cleared when one succeeds.
+    last_dial_error: Mutex<Option<Error>>,
     wait_errors: AtomicU64,
     handles: AtomicUsize,
 }
@@ -161,6 +165,7 @@ impl Pool {
             limiter,
             dial_count: AtomicU64::new(0),
             dial_errors: AtomicU64::new(0),
+            last_dial_error: Mutex::new(None),
             wait_errors: AtomicU64::new(0),
             handles: AtomicUsize::new(1),
         };
@@ -195,8 +200,9 @@ impl Pool {
     /// when none is online, or fails at once with [`PoolError::Cutoff`] with `fail_on_cutoff`.
     /// Takes a rate-limit token.
     pub async fn next_channel(&self) -> Result<Channel, Error> {
-        self.inner.admit(self.inner.config.channel.request_timeout).await?;
-        Ok(self.inner.acquire().await?.channel().clone())
+        let mut budget = Budget::new(0, None, self.inner.config.channel.request_timeout);
+        self.inner.admit(&mut budget).await?;
+        Ok(self.inner.acquire(&mut budget).await?.channel().clone())
     }
 
     /// Adds a connected channel to the online list:
@@ -290,6 +296,42 @@ impl Pool {
     }
 }
 
+/// Managing the pool's connections while the pool stays open: each channel that leaves is
+/// redialed in the background (unless `disable_pre_dial`), as after any lost connection.
+impl Pool {
+    /// Closes every online channel at once, without the shutdown handshake and without
+    /// waiting: their pending calls fail with [`Error::Dropped`], and new connections are
+    /// dialed. Use it after a failover or a DNS change, when the old connections lead to the
+    /// wrong server.
+    pub fn drop_connections(&self) {
+        for channel in self.online() {
+            channel.close();
+        }
+    }
+
+    /// Shuts every online channel down gracefully (each waits for its calls and exchanges
+    /// 0xff01) and waits for all of them; the pool redials.
+    pub async fn shutdown_connections(&self) {
+        let online = self.online();
+        futures_util::future::join_all(online.iter().map(|c| c.shutdown())).await;
+    }
+
+    /// Takes every online channel's connection out of the pool, in turn, with
+    /// [`Channel::hijack`]: the transport and the bytes read but not consumed. Channels that
+    /// cannot be hijacked (already stopping) are skipped. The pool redials; the caller owns the
+    /// returned connections.
+    pub async fn hijack(&self) -> Vec<(Box<dyn Transport>, Bytes)> {
+        let mut taken = Vec::new();
+        for channel in self.online() {
+            match channel.hijack().await {
+                Ok(parts) => taken.push(parts),
+                Err(e) => tracing::debug!(addr = %self.inner.addr, error = %e, "pool channel not hijacked"),
+            }
+        }
+        taken
+    }
+}
+
 impl Inner {
     fn live(&self) -> Vec<Channel> {
         lock(&self.registry).live.values().cloned().collect()
@@ -313,9 +355,16 @@ impl Inner {
 impl Pool {
     /// Sends a request on the next channel and waits for its reply; retries once on another
     /// channel when the chosen one stopped before the request left.
+    ///
+    /// One deadline bounds the whole call: the timeout (`opts.timeout`, else the channel's
+    /// request timeout) covers the rate-limit wait, the wait for a channel and the request,
+    /// and [`Error::Timeout`]'s stage says which ran out.
     pub async fn call_with(&self, msg: u32, body: &[u8], opts: CallOptions) -> Result<Bytes, Error> {
-        let budget = opts.timeout.unwrap_or(self.inner.config.channel.request_timeout);
-        self.on_next_channel(budget, |pick| async move { pick.channel().call_with(msg, body, opts).await }).await
+        let budget = Budget::new(msg, opts.timeout, self.inner.config.channel.request_timeout);
+        self.on_next_channel(budget, |pick, timeout| async move {
+            pick.channel().call_with(msg, body, CallOptions { timeout, ..opts }).await
+        })
+        .await
     }
 
     /// [`call_with`](Self::call_with) with default options.
@@ -323,32 +372,53 @@ impl Pool {
         self.call_with(msg, body, CallOptions::default()).await
     }
 
-    /// Sends a notification on the next channel (retried once like calls).
+    /// Sends a notification on the next channel (retried once like calls), all of it within
+    /// the channel's notice timeout.
     pub async fn notify(&self, msg: u32, body: &[u8]) -> Result<(), Error> {
-        let budget = self.inner.config.channel.notice_timeout;
-        self.on_next_channel(budget, |pick| async move { pick.channel().notify(msg, body).await }).await
+        let budget = Budget::new(msg, None, self.inner.config.channel.notice_timeout);
+        self.on_next_channel(
+            budget,
+            |pick, timeout| async move { pick.channel().notify_within(msg, body, timeout).await },
+        )
+        .await
     }
 
-    /// Sends a packet as is on the next channel (retried once like calls).
+    /// Sends a packet as is on the next channel (retried once like calls); waiting for a
+    /// token or a channel is bounded by the request timeout.
     pub async fn send(&self, packet: Packet) -> Result<(), Error> {
-        let budget = self.inner.config.channel.request_timeout;
+        let budget = Budget::new(packet.header.msg, None, self.inner.config.channel.request_timeout);
         let packet = &packet;
-        self.on_next_channel(budget, |pick| async move { pick.channel().send(packet.clone()).await }).await
+        self.on_next_channel(budget, |pick, timeout| async move {
+            let sent = pick.channel().send(packet.clone());
+            match timeout {
+                None => sent.await,
+                Some(t) => tokio::time::timeout(t, sent)
+                    .await
+                    .unwrap_or_else(|_| Err(Error::timeout(packet.header.msg, t, TimeoutStage::Queue))),
+            }
+        })
+        .await
     }
 
-    /// Takes a rate-limit token (shaping waits up to `budget`), then runs `op` on the next
-    /// channel; once more on another one if that channel had stopped before sending.
-    async fn on_next_channel<T, F, Fut>(&self, budget: Duration, op: F) -> Result<T, Error>
+    /// Takes a rate-limit token, then runs `op` on the next channel with the time left of the
+    /// budget (`None`: the channel's default); once more on another channel if that one had
+    /// stopped before sending.
+    async fn on_next_channel<T, F, Fut>(&self, mut budget: Budget, op: F) -> Result<T, Error>
     where
-        F: Fn(Pick) -> Fut,
+        F: Fn(Pick, Option<Duration>) -> Fut,
         Fut: Future<Output = Result<T, Error>>,
     {
         let inner = &self.inner;
-        inner.admit(budget).await?;
-        match op(inner.acquire().await?).await {
-            Err(Error::Stopped | Error::Hijacked) => op(inner.acquire().await?).await,
+        inner.admit(&mut budget).await?;
+        let pick = inner.acquire(&mut budget).await?;
+        let result = match op(pick, budget.remaining()?).await {
+            Err(Error::Stopped | Error::Hijacked) => {
+                let pick = inner.acquire(&mut budget).await?;
+                op(pick, budget.remaining()?).await
+            }
             result => result,
-        }
+        };
+        result.map_err(|e| budget.whole(e))
     }
 }
 

@@ -7,10 +7,11 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use tokio::time::Instant;
 
+use super::budget::Budget;
 use super::dial::Deadline;
 use super::Inner;
 use crate::channel::Channel;
-use crate::error::PoolError;
+use crate::error::{PoolError, TimeoutStage};
 use crate::lock::{lock, read, write};
 use crate::Error;
 
@@ -141,18 +142,24 @@ impl Inner {
         next.fetch_add(1, Relaxed).wrapping_add(1) % n
     }
 
-    /// A channel to call on, waiting for one as configured when none is online.
-    pub(super) async fn acquire(self: &Arc<Self>) -> Result<Pick, Error> {
+    /// A channel to call on, waiting for one as configured when none is online, within the
+    /// call's budget.
+    pub(super) async fn acquire(self: &Arc<Self>, budget: &mut Budget) -> Result<Pick, Error> {
         match self.pick()? {
             Some(pick) => Ok(pick),
-            None => self.wait_for_channel().await,
+            None => self.wait_for_channel(budget).await,
         }
     }
 
-    pub(super) async fn wait_for_channel(self: &Arc<Self>) -> Result<Pick, Error> {
+    /// Waits for a channel until the connect timeout or the call's deadline, whichever comes
+    /// first; the error says which: a timeout at [`TimeoutStage::Channel`], or the last dial
+    /// error ([`PoolError::DialFailed`], [`PoolError::NoChannel`] if none failed).
+    pub(super) async fn wait_for_channel(self: &Arc<Self>, budget: &mut Budget) -> Result<Pick, Error> {
         let mut events = self.events.subscribe();
-        let deadline = Instant::now() + self.config.connect_timeout;
-        let until = if self.config.redial_timeout.is_none() { Deadline::Never } else { Deadline::At(deadline) };
+        let call_deadline = budget.deadline();
+        let connect_deadline = Instant::now() + self.config.connect_timeout;
+        let deadline = call_deadline.min(connect_deadline);
+        let until = if self.config.redial_timeout.is_none() { Deadline::Never } else { Deadline::At(connect_deadline) };
         loop {
             events.borrow_and_update();
             if let Some(pick) = self.pick()? {
@@ -171,9 +178,20 @@ impl Inner {
                 Err(_) if wake < deadline => continue,
                 Err(_) => {
                     self.wait_errors.fetch_add(1, Relaxed);
-                    return Err(PoolError::NoChannel.into());
+                    if call_deadline <= connect_deadline {
+                        return Err(budget.expired(TimeoutStage::Channel));
+                    }
+                    return Err(self.no_channel());
                 }
             }
+        }
+    }
+
+    /// Why no channel came online: the last connect attempt's error while dialing fails.
+    pub(super) fn no_channel(&self) -> Error {
+        match lock(&self.last_dial_error).clone() {
+            Some(e) => PoolError::DialFailed(Arc::new(e)).into(),
+            None => PoolError::NoChannel.into(),
         }
     }
 

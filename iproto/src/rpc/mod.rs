@@ -72,6 +72,69 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Arguments, borrowed requests, errors
+//!
+//! A method's arguments after `&self` (a [`Context`] among them, at any position, is not
+//! sent) travel as one request body, packed in declaration order as if they were the fields of
+//! one struct: `async fn put(&self, key: String, value: Vec<u8>)` sends `key` then `value`. A
+//! single argument is packed as itself. Argument types may borrow from the request
+//! (`&'a str`, `&'a [u8]`, a struct with a lifetime): the server decodes them from the
+//! received buffer without copying. A `Result<T, E>` reply needs `E:` [`ServiceError`]:
+//! [`RemoteError`] (a code and a text), or an enum with `#[derive(ServiceError)]` and
+//! `#[iproto(code = N)]` on each variant.
+//!
+//! A request the generated server cannot serve is answered, never left to time out: an
+//! unknown code with [`RC_UNKNOWN_MSG`], a body that does not decode with [`RC_BAD_REQUEST`];
+//! the client reports both as [`CallError::Rejected`] with the server's text.
+//!
+//! # Cancellation
+//!
+//! A handler is told when its connection stops: [`Context::stopping_token`] is cancelled when a
+//! graceful shutdown starts (from either side) or the connection closes, and
+//! [`Context::closed_token`] when it has closed. A long-waiting handler selects on one and
+//! answers early; the early reply is delivered while the shutdown drains.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use iproto::rpc::Context;
+//! use iproto::{Channel, ChannelConfig};
+//!
+//! #[iproto::service]
+//! pub trait Feed {
+//!     /// Waits for the next item: a long poll.
+//!     #[iproto(msg = 0x20)]
+//!     async fn next(&self, cx: Context, topic: String) -> String;
+//! }
+//!
+//! struct Hub { entered: Arc<tokio::sync::Notify> }
+//!
+//! impl Feed for Hub {
+//!     async fn next(&self, cx: Context, topic: String) -> String {
+//!         let stopping = cx.stopping_token();
+//!         self.entered.notify_one();
+//!         tokio::select! {
+//!             _ = tokio::time::sleep(Duration::from_secs(3600)) => format!("news on {topic}"),
+//!             _ = stopping.cancelled() => "server shutting down, ask again".into(),
+//!         }
+//!     }
+//! }
+//!
+//! let entered = Arc::new(tokio::sync::Notify::new());
+//! let hub = Hub { entered: entered.clone() };
+//! let (a, b) = tokio::io::duplex(64 * 1024);
+//! let server = Channel::new(a, ChannelConfig::server().with_handler(FeedServer::new(hub).into_mux()));
+//! let feed = FeedClient::new(Channel::new(b, ChannelConfig::client()));
+//!
+//! let waiting = tokio::spawn(async move { feed.next(&"rust".to_string()).await });
+//! entered.notified().await; // the handler waits
+//! server.shutdown().await; // tells it, delivers its early reply, then closes
+//! assert_eq!(waiting.await??, "server shutting down, ask again");
+//! # Ok(()) }
+//! ```
+//!
 //! # tower
 //!
 //! With the `tower` cargo feature, [`Channel`] and [`Pool`](crate::Pool) are

@@ -15,6 +15,8 @@ use super::{Notice, Request, RC_BAD_REPLY, RC_BAD_REQUEST, RC_UNKNOWN_MSG};
 use crate::channel::{Channel, Handler, Reply};
 use crate::mux::{DuplicateRoute, ServeMux};
 use crate::net::Addr;
+use tokio_util::sync::CancellationToken;
+
 use crate::pack::{DecodeError, IprotoPack, IprotoUnpackOwned, Mode, Reader};
 use crate::wire::{Header, Packet};
 
@@ -46,6 +48,20 @@ impl Context {
     /// [`Channel::notify`] or [`SenderExt::notice`].
     pub fn channel(&self) -> &Channel {
         &self.channel
+    }
+
+    /// Cancelled when the connection stops taking calls: a graceful shutdown started by either
+    /// side, or the connection closing. A long-waiting handler selects on it and answers early;
+    /// its reply is still delivered while the shutdown drains (see the
+    /// [module docs](super#cancellation)).
+    pub fn stopping_token(&self) -> CancellationToken {
+        self.channel.stopping_token()
+    }
+
+    /// Cancelled when the connection has closed: the reply can no longer be delivered, so the
+    /// handler may drop its work.
+    pub fn closed_token(&self) -> CancellationToken {
+        self.channel.closed_token()
     }
 }
 
