@@ -16,8 +16,9 @@ const COUNT: u32 = 0x12;
 
 type Store = Arc<Mutex<HashMap<String, String>>>;
 
-/// The service: SET takes `(key, value)`, GET takes a key and returns `(found, value)`,
-/// COUNT returns the number of keys as a u32. Strings carry u32 LE length prefixes.
+/// The service: SET takes `(key, value)` and returns a status, GET takes a key and returns
+/// `(status, Option<value>)`, COUNT returns the number of keys as a u32. Status 0 is success,
+/// 1 a malformed request. Strings carry u32 LE length prefixes.
 fn routes(store: Store) -> ServeMux {
     let mut mux = ServeMux::new();
     let set_store = store.clone();
@@ -37,10 +38,13 @@ fn routes(store: Store) -> ServeMux {
     mux.handle(GET, move |p: Packet, _ch: Channel| {
         let store = get_store.clone();
         async move {
-            // A malformed key gets no reply at all (the caller times out).
-            let key = iproto::unpack_exact::<&str>(&p.body).ok()?;
+            // A malformed key is answered with status 1: a request is never left unanswered,
+            // which would make the caller wait for its whole timeout.
+            let Ok(key) = iproto::unpack_exact::<&str>(&p.body) else {
+                return iproto::pack(&(1u32, None::<String>)).ok();
+            };
             let value = store.lock().unwrap().get(key).cloned();
-            iproto::pack(&value).ok()
+            iproto::pack(&(0u32, value)).ok()
         }
     })
     .expect("GET registered once");
@@ -73,10 +77,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     for key in ["protocol", "missing"] {
         let reply = client.call(GET, &iproto::pack(key)?).await?;
-        let value: Option<&str> = iproto::unpack_exact(&reply)?;
-        println!("GET {key}: {value:?}");
-        assert_eq!(value.is_some(), key != "missing");
+        let (status, value): (u32, Option<&str>) = iproto::unpack_exact(&reply)?;
+        println!("GET {key}: status {status}, {value:?}");
+        assert_eq!((status, value.is_some()), (0, key != "missing"));
     }
+    // Three bytes are no string (its length prefix alone is four): status 1, at once.
+    let (status, _): (u32, Option<&str>) = iproto::unpack_exact(&client.call(GET, b"bad").await?)?;
+    println!("GET with a malformed key: status {status}");
+    assert_eq!(status, 1);
     let count: u32 = iproto::unpack_exact(&client.call(COUNT, &[]).await?)?;
     println!("COUNT: {count}");
     assert_eq!(count, 2);
