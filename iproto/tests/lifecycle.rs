@@ -277,6 +277,43 @@ async fn lifecycle_order_shutdown_callback_finishes_before_0xff01_is_written() {
     assert!(ch.close_reason().is_none());
 }
 
+// A shutdown callback that never returns is abandoned after the callback timeout, one that
+// panics is skipped: the callbacks after them still run, 0xff01 still goes out, and the close
+// callbacks run at the end.
+#[tokio::test(start_paused = true)]
+async fn lifecycle_order_survives_a_hanging_and_a_panicking_callback() {
+    let log = Log::default();
+    let closed = Arc::new(Notify::new());
+    let config = ChannelConfig { callback_timeout: Duration::from_secs(2), ..ChannelConfig::client() }
+        .on_shutdown(|_ch| std::future::pending::<()>())
+        .on_shutdown(|_ch| async { panic!("a callback's bug") })
+        .on_shutdown(log.callback("third shutdown callback"))
+        .on_close(|_ch| std::future::pending::<()>())
+        .on_close({
+            let (log, closed) = (log.clone(), closed.clone());
+            move |_ch| {
+                log.push("close callback");
+                closed.notify_one();
+                std::future::ready(())
+            }
+        });
+    let (ch, mut peer) = raw(config);
+    let shutting = tokio::spawn({
+        let ch = ch.clone();
+        async move { ch.shutdown().await }
+    });
+    let start = Instant::now();
+    let packet = within("0xff01 despite the callbacks", peer.read()).await.expect("a packet");
+    assert_eq!(packet.header.msg, MSG_SHUTDOWN);
+    assert_eq!(start.elapsed(), Duration::from_secs(2), "the hanging callback was given its 2 s, no more");
+    assert_eq!(log.events(), ["third shutdown callback"]);
+    peer.write(MSG_SHUTDOWN, 0, &[]).await;
+    within("shutdown", shutting).await.expect("the shutdown task did not panic");
+    within("close", ch.closed()).await;
+    within("the close callback after the hanging one", closed.notified()).await;
+    assert_eq!(log.events(), ["third shutdown callback", "close callback"]);
+}
+
 #[tokio::test(start_paused = true)]
 async fn lifecycle_order_close_runs_on_close_but_no_shutdown_callbacks() {
     let log = Log::default();

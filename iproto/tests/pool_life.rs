@@ -18,7 +18,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
 #[path = "../../tests/support/fixtures.rs"]
 mod fixtures;
-use fixtures::{refused_addr, within, Running};
+use fixtures::{refused_addr, within, within_for, Running};
 
 /// A pool whose connections are in-memory pairs with a server channel running `handler`.
 fn in_memory_pool<H>(config: PoolConfig, handler: H) -> Pool
@@ -268,4 +268,92 @@ async fn pool_hijack_takes_the_connections_and_the_pool_redials() {
     assert_eq!(server.stats.get().accepted, 2, "the pool dialed a new connection");
     pool.shutdown().await;
     server.stop().await;
+}
+
+/// A connector that refuses every attempt made before `until`, then connects to a fresh
+/// in-memory echo server; counts its attempts.
+fn refusing_until(until: tokio::time::Instant, attempts: Arc<AtomicUsize>) -> PoolConfig {
+    let servers = Arc::new(std::sync::Mutex::new(Vec::new()));
+    PoolConfig { channel: quiet_channel(), ..PoolConfig::default() }.with_connector(move |_addr: String| {
+        let (attempts, servers) = (attempts.clone(), servers.clone());
+        async move {
+            attempts.fetch_add(1, SeqCst);
+            if tokio::time::Instant::now() < until {
+                return Err(io::Error::from(io::ErrorKind::ConnectionRefused));
+            }
+            let (ours, theirs) = tokio::io::duplex(64 * 1024);
+            servers
+                .lock()
+                .unwrap()
+                .push(Channel::new(theirs, ChannelConfig::server().with_handler(slow_echo(Duration::ZERO))));
+            Ok::<DuplexStream, io::Error>(ours)
+        }
+    })
+}
+
+// The background redial keeps trying for `redial_timeout` after a call found no channel:
+// `None` tries until it succeeds (here two hours later), one hour gives up and stops dialing.
+#[tokio::test(start_paused = true)]
+async fn redial_timeout_forever_keeps_dialing_and_a_bound_gives_up() {
+    let two_hours = Duration::from_secs(2 * 3600);
+    for (redial_timeout, comes_online) in [(None, true), (Some(Duration::from_secs(3600)), false)] {
+        let attempts = Arc::new(AtomicUsize::new(0));
+        let start = tokio::time::Instant::now();
+        let config = PoolConfig { redial_timeout, ..refusing_until(start + two_hours, attempts.clone()) };
+        let pool = Pool::new("flaky", config).expect("pool");
+        let err = pool.call(1, b"x").await.expect_err("refused for now");
+        assert!(matches!(err, Error::Pool(PoolError::DialFailed(_))), "{err:?}");
+        // Virtual time passing is what this test is about: two hours and a minute of it.
+        tokio::time::sleep(two_hours + Duration::from_secs(60)).await;
+        assert_eq!(pool.online().len() == 1, comes_online, "redial_timeout {redial_timeout:?}: {:?}", pool.stats());
+        if !comes_online {
+            let gave_up_at = attempts.load(SeqCst);
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            assert_eq!(attempts.load(SeqCst), gave_up_at, "no dialing after giving up");
+        }
+        pool.close().await;
+    }
+}
+
+// Each connect attempt is bounded by `dial_timeout`: a connector that hangs is abandoned after
+// 100 ms and tried again, so within the 1 s connect timeout several attempts are made, and
+// `init` reports a timed-out connect.
+#[tokio::test(start_paused = true)]
+async fn dial_timeout_bounds_each_connect_attempt() {
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let counted = attempts.clone();
+    let config = PoolConfig {
+        dial_timeout: Some(Duration::from_millis(100)),
+        connect_timeout: Duration::from_secs(1),
+        ..PoolConfig::default()
+    }
+    .with_connector(move |_addr: String| {
+        counted.fetch_add(1, SeqCst);
+        std::future::pending::<io::Result<DuplexStream>>()
+    });
+    let pool = Pool::new("hangs", config).expect("pool");
+    let started = tokio::time::Instant::now();
+    let err = pool.init().await.expect_err("every attempt hangs");
+    assert_eq!(started.elapsed(), Duration::from_secs(1));
+    let Error::Connect { source, .. } = &err else { panic!("{err:?}") };
+    assert_eq!(source.kind(), io::ErrorKind::TimedOut);
+    let n = attempts.load(SeqCst);
+    assert!(n >= 4, "attempts of 100 ms each plus backoff within 1 s: {n}");
+    assert_eq!(pool.stats().dial_errors as usize, n);
+}
+
+// A pool's channels ping every minute by default (the client config); a raw peer sees the
+// first ping one minute after the connection opened.
+#[tokio::test(start_paused = true)]
+async fn dialed_channels_ping_every_minute_by_default() {
+    assert_eq!(PoolConfig::default().channel.ping_interval, Some(Duration::from_secs(60)));
+    let (ours, mut theirs) = tokio::io::duplex(64 * 1024);
+    let channel = Channel::new(ours, PoolConfig::default().channel);
+    let started = tokio::time::Instant::now();
+    let mut head = [0u8; HEADER_LEN];
+    within_for(Duration::from_secs(120), "the first ping", theirs.read_exact(&mut head)).await.expect("a ping");
+    let ping = Header::from_bytes(&head);
+    assert_eq!((ping.msg, ping.len), (MSG_PING, 0), "{ping:?}");
+    assert_eq!(started.elapsed(), Duration::from_secs(60));
+    channel.close();
 }
