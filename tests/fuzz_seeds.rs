@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use bytes::Bytes;
-use iproto::pack::pack_mode;
+use iproto::encoding::pack_mode;
 use iproto::{Header, IprotoPack, Mode, MSG_PING};
 
 #[path = "../fuzz/fuzz_targets/decode_stream_checks.rs"]
@@ -186,7 +186,8 @@ fn unpack_derived_seeds_decode_as_the_types_they_were_built_for() {
             // A hostile seed: the type it targets must reject it (without allocating what it
             // claims), reaching the target's error checks.
             assert!(!decoded.contains(&ty), "{name} decoded as {ty}");
-            let err = iproto::pack::unpack_mode::<Vec<Tuple>>(&bytes, mode).expect_err("4 billion tuples in 12 bytes");
+            let err =
+                iproto::encoding::unpack_mode::<Vec<Tuple>>(&bytes, mode).expect_err("4 billion tuples in 12 bytes");
             assert!(err.offset() <= bytes.len(), "{err}");
         } else {
             assert!(decoded.contains(&ty), "{name} does not decode as {ty} ({mode:?}); decoded as {decoded:?}");
@@ -200,7 +201,7 @@ fn unpack_derived_seeds_decode_as_the_types_they_were_built_for() {
 
 /// Decodes `bytes` as the type named `ty`; returns how many bytes are left after it.
 fn left_after(ty: &str, bytes: &[u8], mode: Mode) -> usize {
-    use iproto::pack::unpack_mode;
+    use iproto::encoding::unpack_mode;
     let rest = match ty {
         "Owned" => unpack_mode::<Owned>(bytes, mode).map(|(_, r)| r.len()),
         "Borrowed" => unpack_mode::<Borrowed>(bytes, mode).map(|(_, r)| r.len()),
@@ -218,7 +219,7 @@ fn left_after(ty: &str, bytes: &[u8], mode: Mode) -> usize {
 fn noncanonical_ber_seed_packs_back_shorter() {
     let (_, _, mode, bytes) =
         unpack_derived_seeds().into_iter().find(|s| s.0 == "noncanonical_ber").expect("the seed exists");
-    let (value, rest) = iproto::pack::unpack_mode::<AllBer>(&bytes, mode).expect("decodes");
+    let (value, rest) = iproto::encoding::unpack_mode::<AllBer>(&bytes, mode).expect("decodes");
     assert!(rest.is_empty());
     assert_eq!(packed(&value, mode).len(), bytes.len() - 2, "the canonical form drops the two padding bytes");
 }

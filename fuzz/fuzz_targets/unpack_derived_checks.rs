@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use std::fmt::Debug;
 
 use bytes::Bytes;
-use iproto::pack::{pack_mode, unpack_mode};
+use iproto::encoding::{pack_mode, unpack_mode};
 use iproto::{IprotoPack, IprotoUnpack, Mode, Reader};
 
 #[derive(iproto::IprotoPack, iproto::IprotoUnpack, Debug, PartialEq)]

@@ -26,7 +26,7 @@
 
 use std::fmt;
 
-use iproto::pack::{ber, DecodeError, IprotoPack, IprotoUnpack, Mode, Reader};
+use iproto::encoding::{ber, DecodeError, IprotoPack, IprotoUnpack, Mode, Reader};
 
 /// The type of one field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -20,7 +20,7 @@ use proc_macro::TokenStream;
 use syn::{parse_macro_input, DeriveInput};
 
 /// Derives `iproto::IprotoPack`: the fields in declaration order, each in Fixed mode unless its
-/// attributes say otherwise. The `iproto::pack` module's page has the rules and more examples.
+/// attributes say otherwise. The `iproto::encoding` module's page has the rules and more examples.
 ///
 /// | attribute | on | effect |
 /// |---|---|---|
@@ -115,7 +115,7 @@ pub fn derive_service_error(input: TokenStream) -> TokenStream {
     error::expand(&input).unwrap_or_else(syn::Error::into_compile_error).into()
 }
 
-/// Derives `iproto::rpc::Request` (a message code and a reply type) or `iproto::rpc::Notice`
+/// Derives `iproto::rpc::Request` (a message code and a reply type) or `iproto::rpc::Notification`
 /// (a one-way message) for a type that also implements `IprotoPack`.
 ///
 /// | attribute | effect |
@@ -135,7 +135,7 @@ pub fn derive_service_error(input: TokenStream) -> TokenStream {
 /// struct Touch { key: String }
 ///
 /// assert_eq!(<Get as iproto::rpc::Request>::MSG, 0x10);
-/// assert_eq!(<Touch as iproto::rpc::Notice>::MSG, 0x11);
+/// assert_eq!(<Touch as iproto::rpc::Notification>::MSG, 0x11);
 /// ```
 #[proc_macro_derive(Request, attributes(request))]
 pub fn derive_request(input: TokenStream) -> TokenStream {

@@ -107,7 +107,9 @@ fn write_field(f: &Field, value: &TokenStream) -> TokenStream {
     let ty = f.ty;
     match &f.codec {
         FieldCodec::Plain => quote_spanned!(ty.span()=> <#ty as ::iproto::IprotoPack>::pack(#value, __buf, #mode)?;),
-        FieldCodec::Elem(elem) => quote_spanned!(ty.span()=> ::iproto::pack::seq::pack(#value, __buf, #mode, #elem)?;),
+        FieldCodec::Elem(elem) => {
+            quote_spanned!(ty.span()=> ::iproto::encoding::seq::pack(#value, __buf, #mode, #elem)?;)
+        }
         FieldCodec::With(path) => quote!(#path::pack(#value, __buf, #mode)?;),
         FieldCodec::Skip => quote!(),
     }
@@ -133,7 +135,7 @@ fn write_tag(ty: TagType, tag: u64) -> TokenStream {
         TagType::U32 => fixed(Literal::u32_suffixed(tag as u32)),
         TagType::Ber => {
             let lit = Literal::u64_suffixed(tag);
-            quote!(::iproto::pack::ber::put(__buf, #lit);)
+            quote!(::iproto::encoding::ber::put(__buf, #lit);)
         }
     }
 }
@@ -145,7 +147,7 @@ fn tag_len(ty: TagType, tag: u64) -> TokenStream {
         TagType::U32 => quote!(4usize),
         TagType::Ber => {
             let lit = Literal::u64_suffixed(tag);
-            quote!(::iproto::pack::ber::encoded_len(#lit))
+            quote!(::iproto::encoding::ber::encoded_len(#lit))
         }
     }
 }

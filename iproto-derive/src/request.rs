@@ -1,6 +1,6 @@
 //! `#[derive(Request)]`: reads `#[request(msg = .., response = Type)]` or
 //! `#[request(msg = .., notify)]` through the shared attribute model (never `#[iproto]`, whose
-//! checks are the codec derive's) and implements `iproto::rpc::Request` or `iproto::rpc::Notice`.
+//! checks are the codec derive's) and implements `iproto::rpc::Request` or `iproto::rpc::Notification`.
 
 use proc_macro2::TokenStream;
 use quote::quote;
@@ -25,7 +25,7 @@ pub fn expand(input: &DeriveInput) -> syn::Result<TokenStream> {
         },
         None => quote! {
             #[automatically_derived]
-            impl #impl_generics ::iproto::rpc::Notice for #ident #ty_generics #where_clause {
+            impl #impl_generics ::iproto::rpc::Notification for #ident #ty_generics #where_clause {
                 const MSG: u32 = #msg;
             }
         },

@@ -83,7 +83,7 @@ impl Gen<'_> {
                     let #binding = <#ty as ::iproto::IprotoUnpack<'__de>>::unpack(__r, #mode) #wrap;
                 },
                 FieldCodec::Elem(elem) => quote_spanned! {span=>
-                    let #binding: #ty = ::iproto::pack::seq::unpack(__r, #mode, #elem) #wrap;
+                    let #binding: #ty = ::iproto::encoding::seq::unpack(__r, #mode, #elem) #wrap;
                 },
                 FieldCodec::With(path) => quote! {
                     let #binding: #ty = #path::unpack(__r, #mode) #wrap;

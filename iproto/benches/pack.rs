@@ -11,7 +11,7 @@ use std::hint::black_box;
 
 use bytes::BufMut;
 use criterion::{criterion_group, Criterion};
-use iproto::pack::ber;
+use iproto::encoding::ber;
 use iproto::{IprotoPack, IprotoUnpack, Mode, Reader};
 
 // ---- the owned message ----

@@ -8,8 +8,8 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::encoding::{DecodeError, PackError};
 use crate::mux::DuplicateRoute;
-use crate::pack::{DecodeError, PackError};
 use crate::wire::FrameError;
 
 /// A runtime error: what a call, a channel or a pool reports.

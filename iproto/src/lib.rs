@@ -4,7 +4,7 @@
 //! (go-iproto, Perl's MR::IProto, Tarantool 1.5, Octopus), byte-compatible with them.
 //!
 //! * [`wire`]: the 12-byte header packet format and its `tokio_util` codec.
-//! * [`pack`](mod@pack): `#[derive(IprotoPack, IprotoUnpack)]` serialization, fixed-width little-endian
+//! * [`encoding`]: `#[derive(IprotoPack, IprotoUnpack)]` serialization, fixed-width little-endian
 //!   and BER (Perl `pack 'w'`) modes, zero-copy borrowed fields.
 //! * [`rpc`]: typed RPC, message codes tied to request and reply types; `#[derive(Request)]`
 //!   and [`#[service]`](service) generate clients over any [`Sender`] and [`ServeMux`] routes
@@ -25,11 +25,11 @@ extern crate self as iproto;
 
 pub mod channel;
 pub mod cluster;
+pub mod encoding;
 mod error;
 mod lock;
 pub mod mux;
 pub mod net;
-pub mod pack;
 pub mod pool;
 pub mod rpc;
 pub mod server;
@@ -45,15 +45,15 @@ pub use bytes;
 
 pub use channel::{BoxHandler, CallOptions, Channel, ChannelConfig, ChannelStats, Handler, Reply, Sender, Started};
 pub use cluster::{Balance, Cluster, ClusterConfig, ClusterError, ServerList};
+pub use encoding::{
+    append, append_ber, pack, pack_ber, unpack, unpack_ber, unpack_exact, unpack_exact_ber, DecodeError,
+    DecodeErrorKind, IprotoPack, IprotoUnpack, IprotoUnpackOwned, Mode, PackError, Reader,
+};
 pub use error::{Error, PoolError, TimeoutStage};
 pub use iproto_derive::{IprotoPack, IprotoUnpack};
 pub use mux::{DuplicateRoute, ServeMux};
 pub use net::{Addr, Stream, Transport};
-pub use pack::{
-    append, append_ber, pack, pack_ber, unpack, unpack_ber, unpack_exact, unpack_exact_ber, DecodeError,
-    DecodeErrorKind, IprotoPack, IprotoUnpack, IprotoUnpackOwned, Mode, PackError, Reader,
-};
 pub use pool::{Pool, PoolConfig, PoolStats};
-pub use rpc::{service, CallError, Notice, RemoteError, Request, SenderExt, ServiceError};
+pub use rpc::{service, CallError, Notification, RemoteError, Request, SenderExt, ServiceError};
 pub use server::{listen_and_serve, Server, ServerConfig, ServerStats};
 pub use wire::{FrameError, Header, Packet, PacketCodec, HEADER_LEN, MSG_PING, MSG_SHUTDOWN};

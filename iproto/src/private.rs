@@ -7,7 +7,7 @@ use std::future::Future;
 use futures_util::future::{Either, FutureExt};
 
 use crate::channel::{CallOptions, Sender};
-use crate::pack::{IprotoPack, IprotoUnpackOwned};
+use crate::encoding::{IprotoPack, IprotoUnpackOwned};
 use crate::rpc::client::{call_encoded, call_flat_encoded, encode};
 use crate::rpc::CallError;
 

@@ -306,7 +306,7 @@ async fn pings_every_interval_and_closes_when_a_ping_is_missed() {
     // Do not answer: the channel dies with a ping-missed error after 2x the interval.
     let reason = within("the channel closing", ch.closed()).await.expect("ping missed");
     assert!(matches!(*reason, Error::PingMissed(d) if d > Duration::from_secs(2)), "{reason}");
-    assert!(ch.stats().notices >= 2);
+    assert!(ch.stats().notifications >= 2);
 }
 
 #[tokio::test]
@@ -331,7 +331,7 @@ async fn pinging_from_both_sides_keeps_both_alive() {
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert!(!a.is_closed() && !b.is_closed(), "{:?} {:?}", a.close_reason(), b.close_reason());
     // At most one ping in flight per side: no ping storm.
-    assert!(a.stats().notices <= 11, "{}", a.stats().notices);
+    assert!(a.stats().notifications <= 11, "{}", a.stats().notifications);
 }
 
 #[tokio::test]
@@ -539,7 +539,7 @@ async fn a_peer_that_never_reads_fills_the_bounded_queue_then_hits_the_write_tim
     let config = ChannelConfig {
         write_queue: 4,
         write_timeout: Duration::from_millis(100),
-        notice_timeout: Duration::from_millis(10),
+        notify_timeout: Duration::from_millis(10),
         ..quiet()
     };
     let ch = Channel::new(a, config);
@@ -574,7 +574,7 @@ async fn notifications_use_sync_zero() {
     let (ch, mut peer) = pair(quiet());
     ch.notify(33, b"n").await.unwrap();
     assert_eq!(peer.read().await.header, Header { msg: 33, len: 1, sync: 0 });
-    assert_eq!(ch.stats().notices, 1);
+    assert_eq!(ch.stats().notifications, 1);
 }
 
 #[tokio::test]

@@ -106,6 +106,6 @@ fn hostile_count_fails_before_allocating() {
     data.extend([0u8; 8]);
     let err = iproto::unpack::<Vec<u64>>(&data).unwrap_err();
     assert!(matches!(err.kind(), DecodeErrorKind::LengthBeyondInput { what: "count", .. }), "{err}");
-    let err = iproto::pack::unpack_mode::<Vec<Item>>(&[0x8f, 0xff, 0xff, 0xff, 0x7f, 0], Mode::Ber).unwrap_err();
+    let err = iproto::encoding::unpack_mode::<Vec<Item>>(&[0x8f, 0xff, 0xff, 0xff, 0x7f, 0], Mode::Ber).unwrap_err();
     assert!(matches!(err.kind(), DecodeErrorKind::LengthBeyondInput { what: "count", .. }), "{err}");
 }

@@ -386,7 +386,7 @@ async fn stats_sum_channels_and_dials() {
     pool.call(1, b"abc").await.expect("call after redial");
     let stats = pool.stats();
     assert_eq!(stats.channels.calls, 6);
-    assert_eq!(stats.channels.notices, 1);
+    assert_eq!(stats.channels.notifications, 1);
     assert!(stats.dial_count >= 2, "{stats:?}");
     assert_eq!(stats.online, 1);
     pool.shutdown().await;

@@ -134,7 +134,7 @@ async fn one_deadline_defaults_to_the_request_timeout() {
     let err = pool.call(9, b"x").await.expect_err("no channel");
     assert!(matches!(err, Error::Timeout { msg: 9, stage: TimeoutStage::Channel, .. }), "{err:?}");
     assert_eq!(started.elapsed(), Duration::from_secs(2));
-    // Notifications get the notice timeout (1 s by default) the same way.
+    // Notifications get the notify timeout (1 s by default) the same way.
     let started = tokio::time::Instant::now();
     let err = pool.notify(9, b"x").await.expect_err("no channel");
     assert!(matches!(err, Error::Timeout { stage: TimeoutStage::Channel, .. }), "{err:?}");

@@ -4,15 +4,16 @@
 use std::fmt::Debug;
 
 use bytes::Bytes;
-use iproto::{pack::seq, DecodeError, IprotoPack, IprotoUnpack, Mode, PackError, Reader};
+use iproto::{encoding::seq, DecodeError, IprotoPack, IprotoUnpack, Mode, PackError, Reader};
 use proptest::prelude::*;
 
 fn roundtrip<T>(v: &T, mode: Mode) -> Result<(), TestCaseError>
 where
     T: IprotoPack + for<'de> IprotoUnpack<'de> + PartialEq + Debug,
 {
-    let bytes = iproto::pack::pack_mode(v, mode).map_err(|e| TestCaseError::fail(e.to_string()))?;
-    let (back, rest) = iproto::pack::unpack_mode::<T>(&bytes, mode).map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let bytes = iproto::encoding::pack_mode(v, mode).map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let (back, rest) =
+        iproto::encoding::unpack_mode::<T>(&bytes, mode).map_err(|e| TestCaseError::fail(e.to_string()))?;
     prop_assert_eq!(&back, v);
     prop_assert!(rest.is_empty());
     // min_size is a true lower bound, so sequence count checks never reject valid input.
@@ -249,7 +250,7 @@ proptest! {
     fn derived_borrowed(key: String, raw: Vec<u8>, n: u32) {
         let v = Borrowed { key: &key, raw: &raw, n };
         for mode in [Mode::Fixed, Mode::Ber] {
-            let bytes = iproto::pack::pack_mode(&v, mode).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let bytes = iproto::encoding::pack_mode(&v, mode).map_err(|e| TestCaseError::fail(e.to_string()))?;
             let back: Borrowed = Reader::new(&bytes).read_exact(mode).map_err(|e| TestCaseError::fail(e.to_string()))?;
             prop_assert_eq!(&back, &v);
         }
@@ -261,7 +262,7 @@ proptest! {
         let either = if left { Either::Left(n) } else { Either::Right { name: &key } };
         let v = Mixed { key: &key, inner, values, either };
         for mode in [Mode::Fixed, Mode::Ber] {
-            let bytes = iproto::pack::pack_mode(&v, mode).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let bytes = iproto::encoding::pack_mode(&v, mode).map_err(|e| TestCaseError::fail(e.to_string()))?;
             let back: Mixed<u16> = Reader::new(&bytes).read_exact(mode).map_err(|e| TestCaseError::fail(e.to_string()))?;
             prop_assert_eq!(&back, &v);
         }
@@ -307,7 +308,7 @@ proptest! {
 /// Feeds `data` to `T`'s unpack in both modes, plain and exact. It must return, not panic.
 fn feed<T: for<'de> IprotoUnpack<'de>>(data: &[u8]) {
     for mode in [Mode::Fixed, Mode::Ber] {
-        let _ = iproto::pack::unpack_mode::<T>(data, mode);
+        let _ = iproto::encoding::unpack_mode::<T>(data, mode);
         let _ = Reader::new(data).read_exact::<T>(mode);
         let owned = Bytes::copy_from_slice(data);
         let _ = Reader::from_bytes(&owned).read_exact::<T>(mode);

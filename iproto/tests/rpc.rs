@@ -219,7 +219,7 @@ async fn request_types_round_trip_with_sender_ext_and_handle_request() {
     })
     .unwrap();
     mux.handle_request::<Put, _>(|req: Put, _cx: Context| async move { req.data.len() as u32 }).unwrap();
-    mux.handle_notice::<Touch, _>(move |req: Touch, _cx: Context| {
+    mux.handle_notification::<Touch, _>(move |req: Touch, _cx: Context| {
         let tx = tx.clone();
         async move {
             let _ = tx.send(req.key);
@@ -233,7 +233,7 @@ async fn request_types_round_trip_with_sender_ext_and_handle_request() {
     assert_eq!(channel.request(&Get { key: "b".into() }).await.unwrap(), Err(KvError::NotFound));
     let put = Put { key: "k".into(), data: Bytes::from_static(b"12345") };
     assert_eq!(channel.request_with(&put, CallOptions::timeout(Duration::from_secs(2))).await.unwrap(), 5);
-    channel.notice(&Touch { key: "t".into() }).await.unwrap();
+    channel.notify_typed(&Touch { key: "t".into() }).await.unwrap();
     assert_eq!(touched.recv().await.as_deref(), Some("t"));
 
     let client = iproto::rpc::Client::new(channel).with_timeout(Duration::from_secs(2));

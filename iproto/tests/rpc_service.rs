@@ -217,7 +217,7 @@ async fn a_borrowed_one_way_message_reaches_the_handler() {
     let _server = Channel::new(a, ChannelConfig::server().with_handler(KvServer::from_arc(store.clone())));
     let kv = KvClient::new(Channel::new(b, ChannelConfig::client()));
     within("log", kv.log(&"hello")).await.unwrap();
-    // A call after the notice is answered after the notice was handled.
+    // A call after the notification is answered after the notification was handled.
     assert_eq!(within("count", kv.count()).await.unwrap(), 42);
     assert_eq!(*store.logged.lock().unwrap(), ["hello"]);
 }

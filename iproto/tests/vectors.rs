@@ -178,7 +178,7 @@ fn mode_of(entry: &Value) -> Mode {
 }
 
 fn unpack_in<'de, T: IprotoUnpack<'de>>(data: &'de [u8], mode: Mode) -> Result<(T, &'de [u8]), DecodeError> {
-    iproto::pack::unpack_mode(data, mode)
+    iproto::encoding::unpack_mode(data, mode)
 }
 
 // ---- vectors ----
@@ -198,7 +198,7 @@ where
     let name = entry["name"].as_str().unwrap_or_default();
     let mode = mode_of(entry);
     let want = entry["hex"].as_str().expect("hex");
-    let packed = iproto::pack::pack_mode(&value, mode).unwrap_or_else(|e| panic!("{name}: pack: {e}"));
+    let packed = iproto::encoding::pack_mode(&value, mode).unwrap_or_else(|e| panic!("{name}: pack: {e}"));
     assert_eq!(hex::encode(&packed), want, "{name} ({mode:?})");
     let (back, rest) = unpack_in::<T>(&packed, mode).unwrap_or_else(|e| panic!("{name}: unpack: {e}"));
     assert_eq!(back, value, "{name} ({mode:?})");
@@ -301,7 +301,7 @@ where
             let (value, rest) = result.unwrap_or_else(|e| panic!("{name}: {e}"));
             assert_eq!(Some(value), from_json(&case["value"]), "{name}");
             assert_eq!(hex::encode(rest), case["rest_hex"].as_str().expect("rest_hex"), "{name}");
-            let exact = iproto::pack::Reader::new(&input).read_exact::<T>(mode);
+            let exact = iproto::encoding::Reader::new(&input).read_exact::<T>(mode);
             assert_eq!(exact.is_ok(), rest.is_empty(), "{name}: unpack_exact");
         }
     }
@@ -344,12 +344,12 @@ fn go_iproto_pack_errors_are_extensions_or_absent() {
             // Our extensions (SPEC.md section 2): bool is one byte, arrays carry no count.
             "bool" => {
                 assert_eq!(entry["value"], Value::Bool(true));
-                assert_eq!(iproto::pack::pack_mode(&true, mode).unwrap(), [1]);
+                assert_eq!(iproto::encoding::pack_mode(&true, mode).unwrap(), [1]);
                 extensions += 1;
             }
             "[4]uint8" => {
                 let arr: [u8; 4] = bytes(&entry["value"]).try_into().expect("4 bytes");
-                assert_eq!(iproto::pack::pack_mode(&arr, mode).unwrap(), [1, 2, 3, 4]);
+                assert_eq!(iproto::encoding::pack_mode(&arr, mode).unwrap(), [1, 2, 3, 4]);
                 extensions += 1;
             }
             // Go uint above 32 bits has no u32 counterpart; floats, maps, unexported fields and

@@ -149,8 +149,11 @@ fn route(trait_: &syn::Ident, m: &Method) -> TokenStream {
         };
     }
     let body = m.body_type();
-    let register =
-        if m.notify { quote!(handle_typed_notice::<#body, _>) } else { quote!(handle_typed::<#body, #output, _>) };
+    let register = if m.notify {
+        quote!(handle_typed_notification::<#body, _>)
+    } else {
+        quote!(handle_typed::<#body, #output, _>)
+    };
     quote! {
         {
             struct __Route<__T>(::std::sync::Arc<__T>);

@@ -139,16 +139,16 @@ impl Channel {
         self.notify_within(msg, body, None).await
     }
 
-    /// [`notify`](Self::notify) within `timeout` instead of the notice timeout (a pool's
+    /// [`notify`](Self::notify) within `timeout` instead of the notify timeout (a pool's
     /// notification, whose deadline started before it had a channel).
     pub(crate) async fn notify_within(&self, msg: u32, body: &[u8], timeout: Option<Duration>) -> Result<(), Error> {
         let s = &self.shared;
-        stats::Counters::inc(&s.stats.callers.notices);
+        stats::Counters::inc(&s.stats.callers.notifications);
         if msg >= MSG_RESERVED_MIN {
             return Err(Error::ReservedCode(msg));
         }
         self.check_open()?;
-        let timeout = timeout.unwrap_or(s.config.notice_timeout);
+        let timeout = timeout.unwrap_or(s.config.notify_timeout);
         s.outbox.enqueue(msg, 0, body, Wait::Until(Instant::now() + timeout, timeout)).await.inspect_err(|_| {
             stats::Counters::inc(&s.stats.callers.packets_dropped);
         })

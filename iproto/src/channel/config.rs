@@ -24,7 +24,7 @@ pub struct ChannelConfig {
     /// Budget of one call, queueing included. Default 5 s.
     pub request_timeout: Duration,
     /// How long a notification may wait for room in the write queue. Default 1 s.
-    pub notice_timeout: Duration,
+    pub notify_timeout: Duration,
     /// Interval of keepalive pings; `None` sends none. Default 1 min for channels we
     /// dial, none on channels a server accepts (MR::IProto clients break on a server's ping).
     pub ping_interval: Option<Duration>,
@@ -77,7 +77,7 @@ impl ChannelConfig {
     pub fn client() -> Self {
         ChannelConfig {
             request_timeout: Duration::from_secs(5),
-            notice_timeout: Duration::from_secs(1),
+            notify_timeout: Duration::from_secs(1),
             ping_interval: Some(Duration::from_secs(60)),
             idle_timeout: None,
             shutdown_timeout: Duration::from_secs(5),
@@ -190,7 +190,7 @@ impl fmt::Debug for ChannelConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ChannelConfig")
             .field("request_timeout", &self.request_timeout)
-            .field("notice_timeout", &self.notice_timeout)
+            .field("notify_timeout", &self.notify_timeout)
             .field("ping_interval", &self.ping_interval)
             .field("idle_timeout", &self.idle_timeout)
             .field("shutdown_timeout", &self.shutdown_timeout)

@@ -62,8 +62,8 @@ async fn tick(shared: &Shared, interval: std::time::Duration, now: Instant) -> R
     };
     match outstanding {
         None => {
-            Counters::inc(&shared.stats.callers.notices);
-            let timeout = shared.config.notice_timeout;
+            Counters::inc(&shared.stats.callers.notifications);
+            let timeout = shared.config.notify_timeout;
             let wait = Wait::Until(Instant::now() + timeout, timeout);
             if let Err(e) = shared.outbox.enqueue(MSG_PING, 0, &[], wait).await {
                 tracing::debug!(error = %e, "could not send a ping");

@@ -11,7 +11,7 @@ pub struct ChannelStats {
     /// Calls that ended with an error (timeout, cancelled, stopped, dropped).
     pub canceled: u64,
     /// Notifications started, our own pings included.
-    pub notices: u64,
+    pub notifications: u64,
     /// Prepared packets that could not be queued.
     pub packets_dropped: u64,
     /// Packets read.
@@ -39,7 +39,7 @@ impl ChannelStats {
     pub fn add(&mut self, other: &ChannelStats) {
         self.calls += other.calls;
         self.canceled += other.canceled;
-        self.notices += other.notices;
+        self.notifications += other.notifications;
         self.packets_dropped += other.packets_dropped;
         self.packets_received += other.packets_received;
         self.bytes_received += other.bytes_received;
@@ -68,7 +68,7 @@ pub(crate) struct Counters {
 pub(crate) struct CallerCounters {
     pub calls: AtomicU64,
     pub canceled: AtomicU64,
-    pub notices: AtomicU64,
+    pub notifications: AtomicU64,
     pub packets_dropped: AtomicU64,
 }
 
@@ -103,7 +103,7 @@ impl Counters {
         ChannelStats {
             calls: c.calls.load(Relaxed),
             canceled: c.canceled.load(Relaxed),
-            notices: c.notices.load(Relaxed),
+            notifications: c.notifications.load(Relaxed),
             packets_dropped: c.packets_dropped.load(Relaxed),
             packets_received: r.packets_received.load(Relaxed),
             bytes_received: r.bytes_received.load(Relaxed),

@@ -94,7 +94,7 @@ impl Cluster {
     pub(super) async fn run(&self, key: Option<&[u8]>, op: Op<'_>, opts: CallOptions) -> Result<Bytes, Error> {
         let config = &self.inner.config;
         let budget = opts.timeout.unwrap_or(match op {
-            Op::Notify { .. } => config.pool.channel.notice_timeout,
+            Op::Notify { .. } => config.pool.channel.notify_timeout,
             _ => config.pool.channel.request_timeout,
         });
         let deadline = Instant::now() + budget;

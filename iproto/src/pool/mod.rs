@@ -373,9 +373,9 @@ impl Pool {
     }
 
     /// Sends a notification on the next channel (retried once like calls), all of it within
-    /// the channel's notice timeout.
+    /// the channel's notify timeout.
     pub async fn notify(&self, msg: u32, body: &[u8]) -> Result<(), Error> {
-        let budget = Budget::new(msg, None, self.inner.config.channel.notice_timeout);
+        let budget = Budget::new(msg, None, self.inner.config.channel.notify_timeout);
         self.on_next_channel(
             budget,
             |pick, timeout| async move { pick.channel().notify_within(msg, body, timeout).await },

@@ -9,9 +9,9 @@ use bytes::Bytes;
 use futures_util::future::{Either, FutureExt};
 
 use super::envelope::rejection;
-use super::{Notice, Request};
+use super::{Notification, Request};
 use crate::channel::{CallOptions, Sender};
-use crate::pack::{DecodeError, IprotoPack, IprotoUnpackOwned, Mode, PackError, Reader};
+use crate::encoding::{DecodeError, IprotoPack, IprotoUnpackOwned, Mode, PackError, Reader};
 use crate::Error;
 #[cfg(doc)]
 use {super::RC_BAD_REQUEST, crate::channel::Channel};
@@ -204,7 +204,7 @@ where
 }
 
 pub(crate) fn encode<T: IprotoPack + ?Sized>(msg: u32, value: &T) -> Result<Vec<u8>, CallError> {
-    crate::pack::pack(value).map_err(|error| CallError::Pack { msg, error })
+    crate::encoding::pack(value).map_err(|error| CallError::Pack { msg, error })
 }
 
 /// Decodes a reply body strictly (trailing bytes are an error); a rejection by the server
@@ -243,7 +243,7 @@ pub trait SenderExt: Sender {
     }
 
     /// Sends the one-way message `n` (no reply).
-    fn notice<N: Notice>(&self, n: &N) -> impl Future<Output = Result<(), CallError>> + Send + '_ {
+    fn notify_typed<N: Notification>(&self, n: &N) -> impl Future<Output = Result<(), CallError>> + Send + '_ {
         notify(self, N::MSG, n)
     }
 }
@@ -292,7 +292,7 @@ impl<S: Sender> Client<S> {
     }
 
     /// Sends the one-way message `n`.
-    pub fn notice<N: Notice>(&self, n: &N) -> impl Future<Output = Result<(), CallError>> + Send + '_ {
+    pub fn notify_typed<N: Notification>(&self, n: &N) -> impl Future<Output = Result<(), CallError>> + Send + '_ {
         notify(&self.sender, N::MSG, n)
     }
 }

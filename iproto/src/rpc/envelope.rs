@@ -7,7 +7,7 @@ use std::fmt;
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::{RC_OK, RC_RESERVED_MIN};
-use crate::pack::{DecodeError, IprotoPack, IprotoUnpack, Mode, PackError, Reader};
+use crate::encoding::{DecodeError, IprotoPack, IprotoUnpack, Mode, PackError, Reader};
 
 /// An error type sent as the non-zero return code of a `Result` reply, followed by a body
 /// (its [`IprotoPack`] encoding).

@@ -1,5 +1,5 @@
 //! Typed RPC: message codes tied to request and reply types. Owns the [`Request`] and
-//! [`Notice`] traits, typed calls on any [`Sender`] ([`SenderExt`], [`Client`]), typed
+//! [`Notification`] traits, typed calls on any [`Sender`] ([`SenderExt`], [`Client`]), typed
 //! handlers on [`ServeMux`], the return-code envelope for `Result` replies ([`ServiceError`])
 //! and, with the `tower` feature, `tower::Service` impls.
 //!
@@ -194,7 +194,7 @@ pub use server::{Context, TypedHandler};
 #[cfg(feature = "tower")]
 pub use tower::RawCall;
 
-use crate::pack::{IprotoPack, IprotoUnpack};
+use crate::encoding::{IprotoPack, IprotoUnpack};
 #[cfg(doc)]
 use crate::{
     channel::{CallOptions, Channel, Sender},
@@ -242,9 +242,9 @@ pub trait Request: IprotoPack {
 /// #[request(msg = 0x12, notify)]
 /// struct Touch { key: String }
 ///
-/// assert_eq!(<Touch as iproto::rpc::Notice>::MSG, 0x12);
+/// assert_eq!(<Touch as iproto::rpc::Notification>::MSG, 0x12);
 /// ```
-pub trait Notice: IprotoPack {
+pub trait Notification: IprotoPack {
     /// The message code; below 0xff00.
     const MSG: u32;
 }

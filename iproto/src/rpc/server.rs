@@ -11,13 +11,13 @@ use futures_util::future::{Either, FutureExt};
 use super::envelope::rejection_body;
 #[cfg(doc)]
 use super::SenderExt;
-use super::{Notice, Request, RC_BAD_REPLY, RC_BAD_REQUEST, RC_UNKNOWN_MSG};
+use super::{Notification, Request, RC_BAD_REPLY, RC_BAD_REQUEST, RC_UNKNOWN_MSG};
 use crate::channel::{Channel, Handler, Reply};
 use crate::mux::{DuplicateRoute, ServeMux};
 use crate::net::Addr;
 use tokio_util::sync::CancellationToken;
 
-use crate::pack::{DecodeError, IprotoPack, IprotoUnpackOwned, Mode, Reader};
+use crate::encoding::{DecodeError, IprotoPack, IprotoUnpackOwned, Mode, Reader};
 use crate::wire::{Header, Packet};
 
 /// What a typed handler learns about the request besides its body.
@@ -45,7 +45,7 @@ impl Context {
     }
 
     /// The connection the request came on: send notifications back with
-    /// [`Channel::notify`] or [`SenderExt::notice`].
+    /// [`Channel::notify`] or [`SenderExt::notify_typed`].
     pub fn channel(&self) -> &Channel {
         &self.channel
     }
@@ -278,12 +278,12 @@ impl ServeMux {
     }
 
     /// Routes the one-way message `N::MSG` to `handler`; nothing is sent back.
-    pub fn handle_notice<N, H>(&mut self, handler: H) -> Result<&mut Self, DuplicateRoute>
+    pub fn handle_notification<N, H>(&mut self, handler: H) -> Result<&mut Self, DuplicateRoute>
     where
-        N: Notice + IprotoUnpackOwned + Send + 'static,
+        N: Notification + IprotoUnpackOwned + Send + 'static,
         H: TypedHandler<N, ()>,
     {
-        self.handle_typed_notice(N::MSG, handler)
+        self.handle_typed_notification(N::MSG, handler)
     }
 
     /// Routes `msg` to a typed handler, for request types without a [`Request`] impl.
@@ -297,7 +297,7 @@ impl ServeMux {
     }
 
     /// Routes the one-way message `msg` to a typed handler.
-    pub fn handle_typed_notice<Req, H>(&mut self, msg: u32, handler: H) -> Result<&mut Self, DuplicateRoute>
+    pub fn handle_typed_notification<Req, H>(&mut self, msg: u32, handler: H) -> Result<&mut Self, DuplicateRoute>
     where
         Req: IprotoUnpackOwned + Send + 'static,
         H: TypedHandler<Req, ()>,

@@ -19,7 +19,7 @@ pub fn encoded_len(value: u64) -> usize {
 ///
 /// ```
 /// let mut out = Vec::new();
-/// iproto::pack::ber::put(&mut out, 16384);
+/// iproto::encoding::ber::put(&mut out, 16384);
 /// assert_eq!(out, [0x81, 0x80, 0x00]);
 /// ```
 #[inline]
