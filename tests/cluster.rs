@@ -461,3 +461,22 @@ async fn the_list_changed_under_load_loses_and_misroutes_nothing() {
     assert_eq!(cluster.servers(), lists[2]);
     eprintln!("list changes: {} keyed calls, none lost or misrouted", outcomes.len());
 }
+
+// A DNS source yields every address the name resolves to, one server each on the given port,
+// and then only a changed answer: re-resolving the same answer yields nothing.
+#[tokio::test]
+async fn dns_source_yields_the_resolved_addresses_and_then_only_changes() {
+    use iproto::cluster::{DnsSource, ServerSource};
+    let mut source = DnsSource::new("localhost", 3301, Duration::from_millis(20));
+    let list = tokio::time::timeout(Duration::from_secs(10), source.next_list())
+        .await
+        .expect("localhost resolves within 10 s")
+        .expect("a DNS source never ends");
+    let addrs: Vec<String> = list.servers().iter().map(|s| s.addr.to_string()).collect();
+    assert!(!addrs.is_empty(), "{addrs:?}");
+    assert!(addrs.iter().any(|a| a == "127.0.0.1:3301"), "localhost is 127.0.0.1: {addrs:?}");
+    assert!(list.servers().iter().all(|s| s.weight == 1), "{list}");
+    // Ten intervals of the same answer: no new list.
+    let again = tokio::time::timeout(Duration::from_millis(200), source.next_list()).await;
+    assert!(again.is_err(), "an unchanged answer was yielded again: {again:?}");
+}
