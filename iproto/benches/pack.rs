@@ -1,5 +1,5 @@
 //! Derived pack/unpack against hand-written `BufMut`/slice code producing the same bytes
-//! (SPEC.md section 5 target: the derive within 1.15x of hand-written, both ways).
+//! (target: the derive within 1.15x of hand-written code, both ways).
 //!
 //! `cargo bench -p mr-iproto --bench pack -- --warm-up-time 1 --measurement-time 3`
 //!

@@ -1,5 +1,5 @@
 //! Decode errors say what failed, where in the value (field path) and at which byte offset;
-//! nothing over-allocates on a hostile count (S-10..S-12).
+//! nothing over-allocates on a hostile count (docs/protocol.md, Serialization: strict decoding).
 
 use iproto::{DecodeErrorKind, IprotoPack, IprotoUnpack, Mode};
 
@@ -45,7 +45,7 @@ fn outer_with_bad_third_name() -> (Vec<u8>, usize) {
 
 #[test]
 fn nested_failure_reports_field_path_and_offset() {
-    // S-11: a length beyond the remaining input is an error, reported at the length's offset.
+    // A length beyond the remaining input is an error, reported at the length's offset.
     let (bytes, at) = outer_with_bad_third_name();
     let err = iproto::unpack::<Outer>(&bytes).unwrap_err();
     assert_eq!(err.path(), "Outer.items[2].name");
@@ -69,7 +69,7 @@ fn raw_identifiers_read_plainly_in_paths() {
 
 #[test]
 fn short_input_is_an_error_with_offset() {
-    // S-10: fixed-width reads of short input are errors, not zero-filled values.
+    // Fixed-width reads of short input are errors, not zero-filled values.
     let err = iproto::unpack::<Item>(&[1, 0, 0]).unwrap_err();
     assert_eq!(err.path(), "Item.id");
     assert_eq!(err.offset(), 0);
@@ -91,7 +91,7 @@ fn unknown_enum_tag() {
 
 #[test]
 fn trailing_bytes_are_returned_or_rejected() {
-    // S-9: unpack returns the rest; unpack_exact rejects it.
+    // unpack returns the rest; unpack_exact rejects it.
     let (v, rest) = iproto::unpack::<Msg>(&[2, 5, 0, 0, 0, 0xee]).unwrap();
     assert_eq!((v, rest), (Msg::Del(5), &[0xee][..]));
     let err = iproto::unpack_exact::<Msg>(&[2, 5, 0, 0, 0, 0xee]).unwrap_err();
@@ -101,7 +101,7 @@ fn trailing_bytes_are_returned_or_rejected() {
 
 #[test]
 fn hostile_count_fails_before_allocating() {
-    // S-12: count 0xffffffff of u64 on 8 bytes is refused by the count check.
+    // Count 0xffffffff of u64 on 8 bytes is refused by the count check.
     let mut data = vec![0xff, 0xff, 0xff, 0xff];
     data.extend([0u8; 8]);
     let err = iproto::unpack::<Vec<u64>>(&data).unwrap_err();

@@ -1,6 +1,6 @@
 //! Allocation accounting with a counting global allocator (per thread, so parallel tests do not
 //! disturb each other): borrowed fields decode without allocating, `Bytes` fields are zero-copy
-//! through `Reader::from_bytes`, and hostile counts never allocate up front (S-12).
+//! through `Reader::from_bytes`, and hostile counts never allocate up front.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -104,7 +104,7 @@ fn bytes_fields_are_zero_copy_through_from_bytes() {
 
 #[test]
 fn hostile_count_allocates_nothing() {
-    // S-12: go-iproto allocated 2^31 elements for `ffffff7f` before failing; here the count
+    // go-iproto allocated 2^31 elements for `ffffff7f` before failing; here the count
     // is checked against the remaining input first.
     let mut data = vec![0xff, 0xff, 0xff, 0xff];
     data.extend([0u8; 8]);

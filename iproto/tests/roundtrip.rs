@@ -1,5 +1,5 @@
 //! Property tests: every std impl and every shape of derived type round-trips in both modes,
-//! and arbitrary bytes fed to any unpack never panic (S-10..S-12: errors, not laxity).
+//! and arbitrary bytes fed to any unpack never panic (short input, overlong lengths and hostile counts are errors, not laxity).
 
 use std::fmt::Debug;
 
@@ -291,7 +291,7 @@ proptest! {
     #[test]
     fn elem_ber_packs_elements_in_ber(v: Vec<u32>) {
         // Explicit opt-in: `ber, elem = ber` makes count and elements BER; plain Vec keeps Fixed
-        // elements (S-2).
+        // elements (a sequence's mode applies to its count only).
         let mut buf = Vec::new();
         seq::pack(&v, &mut buf, Mode::Ber, Mode::Ber).map_err(|e: PackError| TestCaseError::fail(e.to_string()))?;
         let mut want = iproto::pack_ber(&(v.len() as u32)).map_err(|e| TestCaseError::fail(e.to_string()))?;
@@ -348,7 +348,7 @@ proptest! {
 
 #[test]
 fn min_size_bounds_counts_of_derived_structs() {
-    // S-12: a count of 1000 Addresses (min 1 + 4 bytes each) on 100 bytes is refused up front.
+    // A count of 1000 Addresses (min 1 + 4 bytes each) on 100 bytes is refused up front.
     assert_eq!(<Address as IprotoUnpack>::min_size(Mode::Fixed), 5);
     assert_eq!(<User as IprotoUnpack>::min_size(Mode::Fixed), 8 + 1 + 4 + 4 + 1 + 4 + 1 + 4 + 1);
     assert_eq!(<Command as IprotoUnpack>::min_size(Mode::Fixed), 1);

@@ -1,6 +1,6 @@
 //! go-iproto's own `Pack`/`Unpack` output (`tests/data/go-iproto-vectors.json`): every vector
 //! with a Rust counterpart packs to the same hex and unpacks back; the decode cases go-iproto
-//! accepts silently are errors, accepted or returned as SPEC.md section 2 decides; the pack
+//! accepts silently are errors, accepted or returned as docs/protocol.md (Serialization) says; the pack
 //! errors are our extensions or have no Rust counterpart.
 
 use std::fmt::Debug;
@@ -50,10 +50,10 @@ struct Outer {
     #[iproto(ber)]
     raw: Vec<u8>,
     inner: Inner,
-    /// S-2: `ber` on a struct-typed field has no effect on its fields.
+    /// `ber` on a struct-typed field has no effect on its fields.
     #[iproto(ber)]
     inner_ber: Inner,
-    /// S-2: `ber` on a sequence field affects only the count.
+    /// `ber` on a sequence field affects only the count.
     #[iproto(ber)]
     tags: Vec<String>,
     nums: Vec<u32>,
@@ -217,7 +217,7 @@ fn run_vector(entry: &Value) -> Outcome {
         "int32" => check_vector(entry, i32::from_json(v)),
         "uint64" => check_vector(entry, u64::from_json(v)),
         "int64" => check_vector(entry, i64::from_json(v)),
-        // S-14: Go int/uint are 4 bytes on the wire, i32/u32 here.
+        // Go int/uint are 4 bytes on the wire, i32/u32 here.
         "int" => check_vector(entry, i32::from_json(v)),
         "uint" => check_vector(entry, u32::from_json(v)),
         "string" => check_vector(entry, String::from_json(v)),
@@ -239,7 +239,7 @@ fn run_vector(entry: &Value) -> Outcome {
 
 #[test]
 fn go_iproto_vectors_pack_and_unpack_identically() {
-    // S-1..S-6, S-14, S-15: byte compatibility with go-iproto.
+    // Byte compatibility with go-iproto: integers, strings, sequences, BER, structs.
     let data = load();
     let vectors = data["vectors"].as_array().expect("vectors");
     let (mut checked, mut skipped) = (0, 0);
@@ -259,7 +259,7 @@ fn go_iproto_vectors_pack_and_unpack_identically() {
 
 // ---- decode cases ----
 
-/// What SPEC.md section 2 says we do with a decode case.
+/// What docs/protocol.md (Serialization) says we do with a decode case.
 #[derive(Debug, PartialEq)]
 enum Expect {
     Error,
@@ -273,7 +273,7 @@ fn expectation(case: &Value) -> Expect {
     if case["silently_accepted"] == Value::Bool(false) {
         return Expect::Error;
     }
-    // S-10: short input is an error; S-5/S-13: 64-bit BER overflow is rejected, not truncated.
+    // Short input is an error; 64-bit BER overflow is rejected, not truncated.
     if name.contains("truncated") || name.contains("2^64") {
         Expect::Error
     } else if name.contains("non-canonical")
@@ -281,7 +281,7 @@ fn expectation(case: &Value) -> Expect {
         || name.contains("-> -1")
         || name.contains("no BER for u8")
     {
-        Expect::Value // accepted (non-canonical BER), returned rest (S-9), correct (S-6, S-15)
+        Expect::Value // accepted (non-canonical BER), the rest returned, decoded correctly
     } else {
         panic!("decode case {name:?} is not classified")
     }
@@ -309,7 +309,7 @@ where
 
 #[test]
 fn go_iproto_decode_cases_follow_the_spec() {
-    // S-9..S-13 and S-15: strict where go-iproto is lax, lenient where the spec says so.
+    // Strict where go-iproto is lax, lenient where docs/protocol.md says so.
     let data = load();
     let cases = data["decode_cases"].as_array().expect("decode_cases");
     let mut checked = 0;
@@ -341,7 +341,7 @@ fn go_iproto_pack_errors_are_extensions_or_absent() {
     for entry in data["pack_errors"].as_array().expect("pack_errors") {
         let mode = mode_of(entry);
         match entry["go_type"].as_str().expect("go_type") {
-            // Our extensions (SPEC.md section 2): bool is one byte, arrays carry no count.
+            // Our extensions (docs/protocol.md, Serialization): bool is one byte, arrays carry no count.
             "bool" => {
                 assert_eq!(entry["value"], Value::Bool(true));
                 assert_eq!(iproto::encoding::pack_mode(&true, mode).unwrap(), [1]);
