@@ -248,7 +248,7 @@ mod tests {
     }
 
     #[test]
-    fn header_layout_w1() {
+    fn header_layout() {
         // First Call(42, "OK") on a fresh channel.
         assert_eq!(hex::encode(enc(&Packet::new(42, 1, "OK"))), "2a00000002000000010000004f4b");
         assert_eq!(hex::encode(enc(&Packet::new(MSG_PING, 0, ""))), "00ff00000000000000000000");
@@ -258,14 +258,14 @@ mod tests {
     }
 
     #[test]
-    fn encoder_derives_len_w5() {
+    fn encoder_derives_len() {
         // A header claiming the wrong length is ignored; len comes from the body.
         let p = Packet { header: Header { msg: 7, len: 999, sync: 2 }, body: Bytes::from_static(b"abc") };
         assert_eq!(&enc(&p)[4..8], &3u32.to_le_bytes());
     }
 
     #[test]
-    fn size_limit_inclusive_w8() {
+    fn size_limit_inclusive() {
         // Len == limit passes, len > limit is an error naming both numbers.
         let mut codec = PacketCodec::with_size_limit(3);
         let mut ok = BytesMut::from(&enc(&Packet::new(1, 1, "abc"))[..]);
@@ -286,7 +286,7 @@ mod tests {
     }
 
     #[test]
-    fn eof_inside_packet_is_truncated_w9() {
+    fn eof_inside_packet_is_truncated() {
         let mut codec = PacketCodec::new();
         // Clean EOF at a boundary.
         assert!(codec.decode_eof(&mut BytesMut::new()).unwrap().is_none());
@@ -299,7 +299,7 @@ mod tests {
     }
 
     #[test]
-    fn back_to_back_packets_w2() {
+    fn back_to_back_packets() {
         let mut codec = PacketCodec::new();
         let mut buf = BytesMut::new();
         for i in 0..3u32 {

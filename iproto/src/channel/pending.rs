@@ -184,7 +184,7 @@ mod tests {
     }
 
     #[test]
-    fn first_sync_is_one_and_per_msg_w13() {
+    fn first_sync_is_one_and_per_msg() {
         let mut p = Pending::default();
         assert_eq!(p.insert(42, tx(), None).0, 1);
         assert_eq!(p.insert(43, tx(), None).0, 2);
@@ -192,7 +192,7 @@ mod tests {
     }
 
     #[test]
-    fn sync_skips_zero_and_pending_after_wrap_w13() {
+    fn sync_skips_zero_and_pending_after_wrap() {
         let mut p = Pending { next_sync: u32::MAX - 1, ..Default::default() };
         assert_eq!(p.insert(7, tx(), None).0, u32::MAX);
         // wraps: 0 is skipped

@@ -114,7 +114,7 @@ pub(crate) mod tests {
     ];
 
     #[test]
-    fn golden_vectors_s4() {
+    fn ber_golden_vectors() {
         // Perl pack 'w' vectors from docs/protocol.md, Serialization.
         let cases = GOLDEN;
         for &(v, h) in cases {
@@ -126,7 +126,7 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn limits_s5() {
+    fn ber_limits_of_each_width() {
         // `u16` allows 3 bytes, u32 5, u64 10; overflow of the target width is an error.
         assert!(matches!(
             get(&[0x84, 0x80, 0x00], 16, "u16", 0).unwrap_err().kind(),

@@ -40,7 +40,7 @@ struct Untagged {
 }
 
 #[test]
-fn fixed_golden_vectors_s1() {
+fn fixed_golden_vectors() {
     // TestPack / TestUnpack.
     check(258u16, false, "0201");
     check(-1234i16, false, "2efb");
@@ -51,7 +51,7 @@ fn fixed_golden_vectors_s1() {
 }
 
 #[test]
-fn ber_golden_vectors_s4() {
+fn ber_golden_vectors() {
     // go-iproto's BER table: Perl `pack 'w'`.
     let cases = super::ber::tests::GOLDEN;
     for &(v, h) in cases {
@@ -61,7 +61,7 @@ fn ber_golden_vectors_s4() {
 }
 
 #[test]
-fn struct_golden_vectors_s2() {
+fn struct_golden_vectors() {
     // A struct ignores the mode handed to it; fields use their own attributes.
     for ber in [false, true] {
         check(Plain { a: 15, s: "  ".into() }, ber, "0f020000002020");
@@ -72,14 +72,14 @@ fn struct_golden_vectors_s2() {
 }
 
 #[test]
-fn sequence_elements_stay_fixed_s2() {
+fn sequence_elements_stay_fixed() {
     // Only the count follows the mode; elements are Fixed.
     check(vec![1u32, 200], true, "0201000000c8000000");
     check(vec![String::from("a")], true, "010100000061");
 }
 
 #[test]
-fn one_byte_ints_ignore_mode_s15() {
+fn one_byte_ints_ignore_mode() {
     // `u8`/`i8` are one raw byte in both modes.
     check(200u8, true, "c8");
     check(-1i8, true, "ff");
