@@ -70,7 +70,10 @@ pub struct Shard {
     pub result: Result<Bytes, Error>,
 }
 
-async fn attempt(member: &Member, op: Op<'_>, opts: CallOptions, deadline: Instant) -> Result<Bytes, Error> {
+/// One attempt on `member`. `deadline`: the attempt's bound; `None` when the pool's own
+/// deadline is the whole bound (a first call or notification with the pool's budget), which
+/// saves a timer per call.
+async fn attempt(member: &Member, op: Op<'_>, opts: CallOptions, deadline: Option<Instant>) -> Result<Bytes, Error> {
     member.count_call();
     let sent = async {
         match op {
@@ -79,6 +82,7 @@ async fn attempt(member: &Member, op: Op<'_>, opts: CallOptions, deadline: Insta
             Op::Send(packet) => member.pool.send(packet.clone()).await.map(|()| Bytes::new()),
         }
     };
+    let Some(deadline) = deadline else { return sent.await };
     let msg = op.msg();
     let after = opts.timeout.unwrap_or_default();
     tokio::time::timeout_at(deadline, sent).await.unwrap_or(Err(Error::Timeout {
@@ -118,7 +122,11 @@ impl Cluster {
             }
             let topology = self.topology();
             let Some(member) = topology.pick(key, &tried)? else { break };
-            let opts = CallOptions { timeout: Some(remaining), ..opts };
+            // The first attempt gets the caller's options as they are: a pool call bounds
+            // itself by that timeout (one deadline), and with the default timeout it needs no
+            // timer of its own. Later attempts get what is left.
+            let first = tried.is_empty();
+            let opts = if first { opts } else { CallOptions { timeout: Some(remaining), ..opts } };
             let hedge = match (config.hedge_after, op) {
                 (Some(after), Op::Call { .. }) if opts.idempotent && tried.len() + 1 < config.max_attempts as usize => {
                     Some(after)
@@ -128,7 +136,15 @@ impl Cluster {
             let result = match hedge {
                 Some(after) => self.hedged(&topology, key, member, op, opts, deadline, after, &mut tried).await,
                 None => {
-                    let result = attempt(member, op, opts, deadline).await;
+                    // The pool bounds a call by its timeout and a notification by its own
+                    // budget; a packet sent as is waits for queue room without a bound.
+                    let pool_bounds_it = first
+                        && match op {
+                            Op::Call { .. } => true,
+                            Op::Notify { .. } => opts.timeout.is_none(),
+                            Op::Send(_) => false,
+                        };
+                    let result = attempt(member, op, opts, (!pool_bounds_it).then_some(deadline)).await;
                     if let Err(e) = &result {
                         member.failed(e);
                         tried.push(member_id(member));
@@ -166,7 +182,7 @@ impl Cluster {
         after: std::time::Duration,
         tried: &mut Vec<usize>,
     ) -> Result<Bytes, Error> {
-        let one = Box::pin(attempt(first, op, opts, deadline));
+        let one = Box::pin(attempt(first, op, opts, Some(deadline)));
         let timer = Box::pin(tokio::time::sleep_until((Instant::now() + after).min(deadline)));
         let one = match select(one, timer).await {
             Either::Left((result, _)) => {
@@ -188,7 +204,7 @@ impl Cluster {
         };
         tried.push(member_id(second));
         self.inner.hedges.fetch_add(1, Relaxed);
-        let two = Box::pin(attempt(second, op, opts, deadline));
+        let two = Box::pin(attempt(second, op, opts, Some(deadline)));
         match select(one, two).await {
             Either::Left((Ok(reply), _)) => Ok(reply),
             Either::Right((Ok(reply), _)) => {
@@ -223,7 +239,7 @@ impl Cluster {
         let topology = self.topology();
         let deadline = Instant::now() + opts.timeout.unwrap_or(self.inner.config.pool.channel.request_timeout);
         let calls = topology.members.iter().zip(topology.list.servers()).map(|(member, spec)| async move {
-            let result = attempt(member, Op::Call { msg, body }, opts, deadline).await;
+            let result = attempt(member, Op::Call { msg, body }, opts, Some(deadline)).await;
             if let Err(e) = &result {
                 member.failed(e);
             }
@@ -262,7 +278,7 @@ impl Cluster {
             let member = &topology.members[i];
             let server = topology.list.servers()[i].clone();
             async move {
-                let result = attempt(member, Op::Call { msg, body: &body }, opts, deadline).await;
+                let result = attempt(member, Op::Call { msg, body: &body }, opts, Some(deadline)).await;
                 if let Err(e) = &result {
                     member.failed(e);
                 }
