@@ -18,6 +18,8 @@ use criterion::{criterion_group, Criterion};
 use iproto::rpc::RemoteError;
 use iproto::{Channel, ChannelConfig, IprotoPack, IprotoUnpack, Packet, ServeMux, Server};
 
+mod support;
+
 const CALLERS: u64 = 64;
 const MSG: u32 = 0x10;
 /// The hand-written handler's code.
@@ -214,18 +216,6 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-/// CPU time (user + system) of the whole process so far: client and server both run here.
-fn cpu_time() -> Duration {
-    // SAFETY: getrusage only writes the struct it is given.
-    let usage = unsafe {
-        let mut usage: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
-        usage
-    };
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    tv(usage.ru_utime) + tv(usage.ru_stime)
-}
-
 /// The machine is shared, so sequential criterion runs drift more than 5%: this runs short
 /// raw and typed rounds alternately and reports medians of wall time and of CPU time (client
 /// and server together) per call, and the median per-round ratios.
@@ -233,43 +223,16 @@ fn interleaved() {
     const ROUNDS: usize = 61;
     const CALLS: u64 = 64 * 400;
     let Pair { rt, raw, typed } = setup();
-    let measure = |call: &dyn Fn() -> Duration| {
-        let cpu = cpu_time();
-        let wall = call();
-        let per = |d: Duration| d.as_secs_f64() * 1e9 / CALLS as f64;
-        (per(wall), per(cpu_time() - cpu))
-    };
-    let [mut rw, mut tw, mut wall_ratio, mut rc, mut tc, mut cpu_ratio]: [Vec<f64>; 6] = Default::default();
-    let raw_round = || rt.block_on(run(CALLS, raw.clone()));
-    let typed_round = || rt.block_on(run(CALLS, typed.clone()));
-    for round in 0..ROUNDS {
-        let ((a, ac), (b, bc)) = if round % 2 == 0 {
-            let a = measure(&raw_round);
-            (a, measure(&typed_round))
-        } else {
-            let b = measure(&typed_round);
-            (measure(&raw_round), b)
-        };
-        rw.push(a);
-        tw.push(b);
-        wall_ratio.push(b / a);
-        rc.push(ac);
-        tc.push(bc);
-        cpu_ratio.push(bc / ac);
-    }
-    let median = |v: &mut Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
+    let m = support::interleave(
+        ROUNDS,
+        CALLS,
+        || rt.block_on(run(CALLS, raw.clone())),
+        || rt.block_on(run(CALLS, typed.clone())),
+    );
     println!(
         "interleaved, {ROUNDS} rounds of {CALLS} calls: wall raw {:.0} ns/call, typed {:.0} ns/call, median typed/raw {:.3}; \
          cpu raw {:.0} ns/call, typed {:.0} ns/call, median typed/raw {:.3}",
-        median(&mut rw),
-        median(&mut tw),
-        median(&mut wall_ratio),
-        median(&mut rc),
-        median(&mut tc),
-        median(&mut cpu_ratio),
+        m.wall_a, m.wall_b, m.wall_ratio, m.cpu_a, m.cpu_b, m.cpu_ratio,
     );
 }
 
