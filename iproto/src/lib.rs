@@ -33,6 +33,7 @@ pub mod net;
 pub mod pool;
 pub mod rpc;
 pub mod server;
+mod shard;
 pub mod wire;
 
 // Support code for the macros' generated code; not public API.

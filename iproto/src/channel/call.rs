@@ -40,7 +40,19 @@ impl Channel {
         body: &'b [u8],
         opts: CallOptions,
     ) -> impl Future<Output = Result<Bytes, Error>> + Send + use<'s, 'b> {
-        self.call_inner(msg, body, opts)
+        self.call_inner(msg, body, opts, None)
+    }
+
+    /// [`call_with`](Self::call_with) whose timeout started at `deadline - timeout` (a layer
+    /// above that read the clock already hands its deadline down instead of a second read).
+    pub(crate) fn call_until<'s, 'b>(
+        &'s self,
+        msg: u32,
+        body: &'b [u8],
+        opts: CallOptions,
+        deadline: Option<Instant>,
+    ) -> impl Future<Output = Result<Bytes, Error>> + Send + use<'s, 'b> {
+        self.call_inner(msg, body, opts, deadline)
     }
 
     /// Counts a call that ended with an error.
@@ -56,12 +68,18 @@ impl Channel {
         body: Vec<u8>,
         opts: CallOptions,
     ) -> impl Future<Output = Result<Bytes, Error>> + Send + '_ {
-        self.call_inner(msg, body, opts)
+        self.call_inner(msg, body, opts, None)
     }
 
     /// The call, generic over how the body is held (borrowed or owned), so that either way it
     /// is one future.
-    async fn call_inner<B: AsRef<[u8]> + Send>(&self, msg: u32, body: B, opts: CallOptions) -> Result<Bytes, Error> {
+    async fn call_inner<B: AsRef<[u8]> + Send>(
+        &self,
+        msg: u32,
+        body: B,
+        opts: CallOptions,
+        deadline: Option<Instant>,
+    ) -> Result<Bytes, Error> {
         let s = &self.shared;
         // Calls refused before registration are counted here; the others under the lock.
         if msg >= MSG_RESERVED_MIN && !opts.allow_reserved {
@@ -73,7 +91,7 @@ impl Channel {
             return Err(self.failed(e));
         }
         let timeout = opts.timeout.unwrap_or(s.config.request_timeout);
-        let deadline = Instant::now() + timeout;
+        let deadline = deadline.unwrap_or_else(|| Instant::now() + timeout);
         let (tx, rx) = oneshot::channel();
         // The default timeout is enforced by the sweep; a per-call one by its own timer.
         let swept = opts.timeout.is_none();

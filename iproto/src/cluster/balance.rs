@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 
 use super::list::{ClusterError, ServerList};
+use crate::shard::PerShard;
 
 /// Picks a server for a call. `usable(i)` says whether server `i` of the list (in list order)
 /// may take it: it is up and this call has not tried it yet. A balancer returns `Ok(None)`
@@ -143,27 +144,35 @@ fn need_key<'k>(key: Option<&'k [u8]>, balance: &'static str) -> Result<&'k [u8]
 /// [`Balance::RoundRobin`].
 struct RoundRobin {
     weights: Weights,
-    next: AtomicUsize,
+    /// The rotation: one per thread shard, so that callers on different threads do not
+    /// share a cache line (each shard rotates over every server, from its own start).
+    next: PerShard<AtomicUsize>,
 }
 
 impl RoundRobin {
     fn new(list: &ServerList) -> Self {
-        RoundRobin { weights: Weights::new(list), next: AtomicUsize::new(0) }
+        let mut start = 0;
+        let next = PerShard::new(|| {
+            start += 1;
+            AtomicUsize::new(start - 1)
+        });
+        RoundRobin { weights: Weights::new(list), next }
     }
 }
 
 impl Balancer for RoundRobin {
     fn pick(&self, _key: Option<&[u8]>, usable: &dyn Fn(usize) -> bool) -> Result<Option<usize>, ClusterError> {
         let total = self.weights.total();
+        let next = self.next.mine();
         for _ in 0..self.weights.ends.len() {
-            let slot = self.next.fetch_add(1, Relaxed) as u64 % total;
+            let slot = next.fetch_add(1, Relaxed) as u64 % total;
             let server = self.weights.server(slot);
             if usable(server) {
                 return Ok(Some(server));
             }
             // The turn of a server down passes to the next turn, not to its neighbour (which
             // would take twice its share): skip the rest of its slots.
-            self.next.fetch_add((self.weights.ends[server] - 1 - slot) as usize, Relaxed);
+            next.fetch_add((self.weights.ends[server] - 1 - slot) as usize, Relaxed);
         }
         Ok(self.weights.next_usable(0, usable))
     }

@@ -2,6 +2,7 @@
 //! deadline (a call that never left goes to another server; one that may have arrived only
 //! when idempotent), hedging for idempotent calls, and fan-out to many servers at once.
 
+use std::future::Future;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
@@ -70,6 +71,26 @@ pub struct Shard {
     pub result: Result<Bytes, Error>,
 }
 
+/// A whole call's bound.
+#[derive(Clone, Copy)]
+struct Bounds {
+    budget: std::time::Duration,
+    deadline: Instant,
+}
+
+impl Bounds {
+    /// `e`, or when it is a reply timeout that ran into the whole call's deadline, that
+    /// timeout named with the whole budget (not an attempt's rest).
+    fn whole(self, op: Op<'_>, e: Error) -> Error {
+        match e {
+            Error::Timeout { stage: TimeoutStage::Reply, .. } if Instant::now() >= self.deadline => {
+                Error::Timeout { msg: op.msg(), after: self.budget, stage: TimeoutStage::Reply }
+            }
+            e => e,
+        }
+    }
+}
+
 /// One attempt on `member`. `deadline`: the attempt's bound; `None` when the pool's own
 /// deadline is the whole bound (a first call or notification with the pool's budget), which
 /// saves a timer per call.
@@ -95,23 +116,80 @@ async fn attempt(member: &Member, op: Op<'_>, opts: CallOptions, deadline: Optio
 impl Cluster {
     /// A call, notification or packet: attempts until one succeeds, an error forbids another
     /// (see [`Fate`]), `max_attempts` are used, or the deadline passes.
-    pub(super) async fn run(&self, key: Option<&[u8]>, op: Op<'_>, opts: CallOptions) -> Result<Bytes, Error> {
-        let config = &self.inner.config;
-        let budget = opts.timeout.unwrap_or(match op {
-            Op::Notify { .. } => config.pool.channel.notify_timeout,
-            _ => config.pool.channel.request_timeout,
-        });
-        let deadline = Instant::now() + budget;
-        // The whole call's bound, named in the error when it ran out (not an attempt's rest).
-        let whole = |e: Error| match e {
-            Error::Timeout { stage: TimeoutStage::Reply, .. } if Instant::now() >= deadline => {
-                Error::Timeout { msg: op.msg(), after: budget, stage: TimeoutStage::Reply }
+    ///
+    /// The first attempt is the fast path every call takes: one pick from this thread's copy
+    /// of the topology and the pool call itself, bounded by the pool's own deadline (no timer
+    /// of ours). Only a failed attempt, hedging or an unbounded send enter [`retry`](Self::retry),
+    /// boxed, so that its state does not make every call's future larger.
+    // A block, not an `async fn`: the arguments stay where they were captured instead of
+    // being copied once more into the future.
+    #[allow(clippy::manual_async_fn)]
+    pub(super) fn run<'s, 'k, 'o>(
+        &'s self,
+        key: Option<&'k [u8]>,
+        op: Op<'o>,
+        opts: CallOptions,
+    ) -> impl Future<Output = Result<Bytes, Error>> + Send + use<'s, 'k, 'o> {
+        async move {
+            let config = &self.inner.config;
+            let budget = opts.timeout.unwrap_or(match op {
+                Op::Notify { .. } => config.pool.channel.notify_timeout,
+                _ => config.pool.channel.request_timeout,
+            });
+            let deadline = Instant::now() + budget;
+            let call = Bounds { budget, deadline };
+            // The pool bounds a call by its timeout and a notification by its own budget; a
+            // packet sent as is waits for queue room without a bound.
+            let pool_bounds_it = match op {
+                Op::Call { .. } => config.hedge_after.is_none() || !opts.idempotent,
+                Op::Notify { .. } => opts.timeout.is_none(),
+                Op::Send(_) => false,
+            };
+            if !pool_bounds_it {
+                return Box::pin(self.retry(key, op, opts, call, Vec::new(), None)).await;
             }
-            e => e,
-        };
-        // Servers tried, one per attempt made (a hedged round makes two).
-        let mut tried: Vec<usize> = Vec::new();
-        let mut last_error = None;
+            let topology = self.topology();
+            let Some(member) = topology.pick(key, &[])? else {
+                return Err(Error::Cluster(ClusterError::NoServer));
+            };
+            // The caller's options as they are: a pool call bounds itself by that timeout
+            // (one deadline), and with the default timeout it needs no timer of its own.
+            member.count_call();
+            let result = match op {
+                Op::Call { msg, body } => member.pool.call_until(msg, body, opts, Some(deadline)).await,
+                Op::Notify { msg, body } => member.pool.notify(msg, body).await.map(|()| Bytes::new()),
+                Op::Send(_) => Box::pin(attempt(member, op, opts, Some(deadline))).await,
+            };
+            let e = match result {
+                Ok(reply) => return Ok(reply),
+                Err(e) => e,
+            };
+            member.failed(&e);
+            match fate(&e) {
+                Fate::Final => Err(e),
+                Fate::MaybeSent if !opts.idempotent => Err(call.whole(op, e)),
+                _ => {
+                    let tried = vec![member_id(member)];
+                    drop(topology);
+                    Box::pin(self.retry(key, op, opts, call, tried, Some(e))).await
+                }
+            }
+        }
+    }
+
+    /// The attempts after the first (or all of them, for hedged calls and packets): each on a
+    /// server not tried yet, with what is left of the deadline.
+    async fn retry(
+        &self,
+        key: Option<&[u8]>,
+        op: Op<'_>,
+        opts: CallOptions,
+        call: Bounds,
+        mut tried: Vec<usize>,
+        mut last_error: Option<Error>,
+    ) -> Result<Bytes, Error> {
+        let config = &self.inner.config;
+        let Bounds { budget, deadline } = call;
         while tried.len() < config.max_attempts.max(1) as usize {
             if !tried.is_empty() && !config.retry_delay.is_zero() {
                 tokio::time::sleep_until((Instant::now() + config.retry_delay).min(deadline)).await;
@@ -122,11 +200,7 @@ impl Cluster {
             }
             let topology = self.topology();
             let Some(member) = topology.pick(key, &tried)? else { break };
-            // The first attempt gets the caller's options as they are: a pool call bounds
-            // itself by that timeout (one deadline), and with the default timeout it needs no
-            // timer of its own. Later attempts get what is left.
-            let first = tried.is_empty();
-            let opts = if first { opts } else { CallOptions { timeout: Some(remaining), ..opts } };
+            let opts = CallOptions { timeout: Some(remaining), ..opts };
             let hedge = match (config.hedge_after, op) {
                 (Some(after), Op::Call { .. }) if opts.idempotent && tried.len() + 1 < config.max_attempts as usize => {
                     Some(after)
@@ -136,15 +210,7 @@ impl Cluster {
             let result = match hedge {
                 Some(after) => self.hedged(&topology, key, member, op, opts, deadline, after, &mut tried).await,
                 None => {
-                    // The pool bounds a call by its timeout and a notification by its own
-                    // budget; a packet sent as is waits for queue room without a bound.
-                    let pool_bounds_it = first
-                        && match op {
-                            Op::Call { .. } => true,
-                            Op::Notify { .. } => opts.timeout.is_none(),
-                            Op::Send(_) => false,
-                        };
-                    let result = attempt(member, op, opts, (!pool_bounds_it).then_some(deadline)).await;
+                    let result = attempt(member, op, opts, Some(deadline)).await;
                     if let Err(e) = &result {
                         member.failed(e);
                         tried.push(member_id(member));
@@ -156,12 +222,12 @@ impl Cluster {
                 Ok(reply) => return Ok(reply),
                 Err(e) => match fate(&e) {
                     Fate::Final => return Err(e),
-                    Fate::MaybeSent if !opts.idempotent => return Err(whole(e)),
+                    Fate::MaybeSent if !opts.idempotent => return Err(call.whole(op, e)),
                     _ => last_error = Some(e),
                 },
             }
         }
-        Err(last_error.map_or(Error::Cluster(ClusterError::NoServer), whole))
+        Err(last_error.map_or(Error::Cluster(ClusterError::NoServer), |e| call.whole(op, e)))
     }
 
     pub(super) async fn run_unit(&self, key: Option<&[u8]>, op: Op<'_>) -> Result<(), Error> {

@@ -13,6 +13,7 @@ use super::list::{ServerAddr, ServerSpec};
 use crate::error::PoolError;
 use crate::lock::lock;
 use crate::pool::{Pool, PoolStats};
+use crate::shard::Counter;
 use crate::Error;
 
 /// Whether a server takes calls.
@@ -68,7 +69,8 @@ pub(crate) struct Member {
     pub addr: ServerAddr,
     pub pool: Pool,
     down: AtomicBool,
-    calls: AtomicU64,
+    /// Bumped on every call: per thread shard.
+    calls: Counter,
     errors: AtomicU64,
     health: Mutex<Health>,
     probe: Probe,
@@ -97,7 +99,7 @@ impl Member {
             addr,
             pool,
             down: AtomicBool::new(false),
-            calls: AtomicU64::new(0),
+            calls: Counter::new(),
             errors: AtomicU64::new(0),
             health: Mutex::default(),
             probe,
@@ -111,7 +113,7 @@ impl Member {
 
     /// Counts an attempt about to go out.
     pub fn count_call(&self) {
-        self.calls.fetch_add(1, Relaxed);
+        self.calls.inc();
     }
 
     /// Records a failed attempt; takes the server out of rotation (and starts probing it)
@@ -186,7 +188,7 @@ impl Member {
         MemberStats {
             server,
             state: if self.is_up() { MemberState::Up } else { MemberState::Down },
-            calls: self.calls.load(Relaxed),
+            calls: self.calls.get(),
             errors: self.errors.load(Relaxed),
             last_error: health.last_error.clone(),
             down_for: health.down_since.filter(|_| !self.is_up()).map(|t| t.elapsed()),

@@ -33,7 +33,7 @@ mod source;
 use std::fmt;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -50,6 +50,7 @@ use member::{Member, Probe};
 
 use crate::channel::{CallOptions, Sender};
 use crate::pool::{Pool, PoolConfig};
+use crate::shard::{Padded, Published};
 use crate::wire::Packet;
 use crate::Error;
 
@@ -115,7 +116,8 @@ fn member_id(member: &Arc<Member>) -> usize {
 
 struct Inner {
     config: ClusterConfig,
-    topology: RwLock<Arc<Topology>>,
+    /// Read on every call: one copy per thread shard.
+    topology: Published<Arc<Topology>>,
     /// Serialises list changes.
     updating: tokio::sync::Mutex<()>,
     stop: CancellationToken,
@@ -187,7 +189,7 @@ impl Cluster {
         let topology = Topology { list, members, balancer };
         let inner = Inner {
             config,
-            topology: RwLock::new(Arc::new(topology)),
+            topology: Published::new(Arc::new(topology)),
             updating: tokio::sync::Mutex::new(()),
             stop,
             hedges: AtomicU64::new(0),
@@ -215,8 +217,8 @@ impl Cluster {
             .collect()
     }
 
-    fn topology(&self) -> Arc<Topology> {
-        crate::lock::read(&self.inner.topology).clone()
+    fn topology(&self) -> Arc<Padded<Arc<Topology>>> {
+        self.inner.topology.load()
     }
 
     /// The configuration.
@@ -287,7 +289,7 @@ impl Cluster {
         }
         let balancer = inner.config.balance.build(&list);
         let topology = Arc::new(Topology { list, members, balancer });
-        *crate::lock::write(&inner.topology) = topology.clone();
+        inner.topology.store(topology.clone());
         for gone in old.members.iter().filter(|m| !topology.members.iter().any(|n| Arc::ptr_eq(m, n))) {
             gone.stop.cancel();
             let gone = gone.clone();
@@ -330,13 +332,22 @@ impl Cluster {
     }
 
     /// An unkeyed call (round-robin or a custom balancer), retried per the config.
-    pub async fn call_with(&self, msg: u32, body: &[u8], opts: CallOptions) -> Result<Bytes, Error> {
-        self.run(None, Op::Call { msg, body }, opts).await
+    pub fn call_with<'s, 'b>(
+        &'s self,
+        msg: u32,
+        body: &'b [u8],
+        opts: CallOptions,
+    ) -> impl Future<Output = Result<Bytes, Error>> + Send + use<'s, 'b> {
+        self.run(None, Op::Call { msg, body }, opts)
     }
 
     /// [`call_with`](Self::call_with) with default options.
-    pub async fn call(&self, msg: u32, body: &[u8]) -> Result<Bytes, Error> {
-        self.call_with(msg, body, CallOptions::default()).await
+    pub fn call<'s, 'b>(
+        &'s self,
+        msg: u32,
+        body: &'b [u8],
+    ) -> impl Future<Output = Result<Bytes, Error>> + Send + use<'s, 'b> {
+        self.call_with(msg, body, CallOptions::default())
     }
 }
 

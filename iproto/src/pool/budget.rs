@@ -18,6 +18,8 @@ pub(super) struct Budget {
     budget: Duration,
     /// Whether the caller set the timeout (else it is the channel's default).
     explicit: bool,
+    /// Started by the caller (a cluster that read the clock already).
+    preset: Option<Instant>,
     deadline: Option<Instant>,
 }
 
@@ -25,12 +27,24 @@ impl Budget {
     /// `timeout` as the caller gave it, or `default` (the channel's timeout for this kind of
     /// call).
     pub(super) fn new(msg: u32, timeout: Option<Duration>, default: Duration) -> Self {
-        Budget { msg, budget: timeout.unwrap_or(default), explicit: timeout.is_some(), deadline: None }
+        Budget { msg, budget: timeout.unwrap_or(default), explicit: timeout.is_some(), preset: None, deadline: None }
+    }
+
+    /// [`new`](Self::new), started by the caller: it ends at `deadline`.
+    pub(super) fn until(self, deadline: Option<Instant>) -> Self {
+        Budget { preset: deadline, ..self }
+    }
+
+    /// The deadline to hand the channel with [`remaining`](Self::remaining)'s `None`: the
+    /// caller's, when it started one (so the channel need not read the clock again).
+    pub(super) fn started(&self) -> Option<Instant> {
+        self.preset.filter(|_| self.deadline.is_none())
     }
 
     /// The deadline, started now if nothing has waited yet.
     pub(super) fn deadline(&mut self) -> Instant {
-        *self.deadline.get_or_insert_with(|| Instant::now() + self.budget)
+        let preset = self.preset;
+        *self.deadline.get_or_insert_with(|| preset.unwrap_or_else(|| Instant::now() + self.budget))
     }
 
     /// The error of a call whose deadline passed at `stage`.

@@ -3,7 +3,7 @@
 //! channels joining and leaving the set.
 
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed, Ordering::SeqCst};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 
 use tokio::time::Instant;
 
@@ -12,7 +12,8 @@ use super::dial::Deadline;
 use super::Inner;
 use crate::channel::Channel;
 use crate::error::{PoolError, TimeoutStage};
-use crate::lock::{lock, read, write};
+use crate::lock::lock;
+use crate::shard::{Padded, PerShard, Published};
 use crate::Error;
 
 /// A channel in the online list, with an id to remove it by.
@@ -25,62 +26,40 @@ pub(super) struct Member {
 /// The channel a call goes to: a snapshot of the online list and an index into it, so that
 /// picking costs no channel clone.
 pub(super) struct Pick {
-    online: Arc<Snapshot>,
+    online: Snapshot,
     index: usize,
 }
 
 impl Pick {
     pub(super) fn channel(&self) -> &Channel {
-        &self.online.members[self.index].channel
+        &self.online[self.index].channel
     }
 }
 
-/// One copy of the online list. Aligned and padded to its own cache lines, so that the
-/// reference counts of different shards' copies never share one.
-#[repr(align(128))]
-pub(super) struct Snapshot {
-    members: Box<[Member]>,
-}
+/// One shard's copy of the online list.
+pub(super) type Snapshot = Arc<Padded<Arc<[Member]>>>;
 
-/// Copies of the online list; threads beyond this share them.
-pub(super) const SHARDS: usize = 8;
-
-/// A shard of the online list: each thread picks from its own copy with its own round-robin
-/// counter, so a call touches no cache line that other threads write (one shared `RwLock`,
-/// `Arc` and counter cost the pool about 9% of its calls/s at 4x256). Writers (a channel added
-/// or removed) update the master list and republish every shard.
-#[repr(align(128))]
-pub(super) struct Shard {
-    online: RwLock<Arc<Snapshot>>,
-    next: AtomicUsize,
-}
-
-/// The online list: a master copy for writers, sharded copies for readers.
+/// The online list: a master copy for writers, published per shard for readers, each shard
+/// with its own round-robin counter, so a pick touches no cache line that other threads
+/// write. Writers (a channel added or removed) update the master list and republish it.
 pub(super) struct Online {
     master: Mutex<Vec<Member>>,
-    shards: Box<[Shard]>,
+    published: Published<Arc<[Member]>>,
+    next: PerShard<AtomicUsize>,
 }
 
 impl Online {
     pub(super) fn new() -> Self {
-        let empty = || Arc::new(Snapshot { members: Box::new([]) });
-        let shards = (0..SHARDS).map(|_| Shard { online: RwLock::new(empty()), next: AtomicUsize::new(0) });
-        Online { master: Mutex::new(Vec::new()), shards: shards.collect() }
-    }
-
-    /// The calling thread's shard.
-    pub(super) fn shard(&self) -> &Shard {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        thread_local! {
-            static INDEX: usize = NEXT.fetch_add(1, Relaxed) % SHARDS;
+        Online {
+            master: Mutex::new(Vec::new()),
+            published: Published::new(Arc::from(Vec::new())),
+            next: PerShard::new(|| AtomicUsize::new(0)),
         }
-        &self.shards[INDEX.with(|i| *i)]
     }
 
     /// The calling thread's copy and its round-robin counter.
-    pub(super) fn snapshot(&self) -> (Arc<Snapshot>, &AtomicUsize) {
-        let shard = self.shard();
-        (read(&shard.online).clone(), &shard.next)
+    pub(super) fn snapshot(&self) -> (Snapshot, &AtomicUsize) {
+        (self.published.load(), self.next.mine())
     }
 
     pub(super) fn members(&self) -> Vec<Member> {
@@ -96,10 +75,7 @@ impl Online {
         let mut master = lock(&self.master);
         let (changed, result) = change(&mut master);
         if changed {
-            for shard in self.shards.iter() {
-                let copy = Arc::new(Snapshot { members: master.clone().into_boxed_slice() });
-                *write(&shard.online) = copy;
-            }
+            self.published.store(Arc::from(master.as_slice()));
         }
         result
     }
@@ -112,13 +88,13 @@ impl Inner {
             return Err(Error::Stopped);
         }
         let (online, next) = self.online.snapshot();
-        let n = online.members.len();
+        let n = online.len();
         if n > 0 && n < self.config.size {
             self.dial_background();
         }
         for attempt in 0..n {
             let index = if attempt == 0 { self.batching_index(&online, next) } else { next.fetch_add(1, Relaxed) % n };
-            let member = &online.members[index];
+            let member = &online[index];
             if !member.channel.is_stopped() {
                 return Ok(Some(Pick { online, index }));
             }
@@ -130,11 +106,11 @@ impl Inner {
     /// Round-robin, except that a call joins the batch the last pick started while that
     /// batch still waits for its writer and is not full (see
     /// [`PoolConfig::strict_round_robin`]).
-    pub(super) fn batching_index(&self, online: &Snapshot, next: &AtomicUsize) -> usize {
-        let n = online.members.len();
+    pub(super) fn batching_index(&self, online: &[Member], next: &AtomicUsize) -> usize {
+        let n = online.len();
         if !self.config.strict_round_robin {
             let current = next.load(Relaxed) % n;
-            let open = online.members[current].channel.open_batch();
+            let open = online[current].channel.open_batch();
             if open > 0 && open < self.config.channel.write_queue {
                 return current;
             }
