@@ -173,6 +173,11 @@ impl Pending {
     pub fn is_empty(&self) -> bool {
         self.calls.is_empty()
     }
+
+    /// Whether any recently abandoned call is remembered (its late reply may still come).
+    pub fn has_abandoned(&self) -> bool {
+        !self.abandoned_set.is_empty()
+    }
 }
 
 #[cfg(test)]

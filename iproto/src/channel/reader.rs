@@ -22,7 +22,7 @@ use crate::wire::{self, Packet, PacketCodec, MSG_PING, MSG_SHUTDOWN};
 use crate::Error;
 
 /// Smallest read chunk; a quiet connection shrinks back to it.
-const MIN_READ: usize = 2 * 1024;
+const MIN_READ: usize = 1024;
 /// Largest read chunk.
 const MAX_READ: usize = 64 * 1024;
 
@@ -118,6 +118,11 @@ async fn process(shared: &Arc<Shared>, batch: &mut Batch, hijacked: &mut BytesMu
     let emptied = {
         let mut pending = shared.outbox.pending();
         let had_calls = !pending.is_empty();
+        if !had_calls && !pending.has_abandoned() && batch.others.is_empty() {
+            // No call of ours is pending or was abandoned (a server's connections, mostly):
+            // every packet is a request or a control packet, with no lookup each.
+            std::mem::swap(&mut batch.packets, &mut batch.others);
+        }
         for packet in batch.packets.drain(..) {
             let k = key(packet.header.msg, packet.header.sync);
             if let Some(tx) = pending.take(k) {
