@@ -98,8 +98,12 @@ impl Default for BenchOptions {
 /// The statistics one caller gathers; merged into a [`BenchReport`] at the end.
 #[derive(Debug, Clone)]
 pub struct CallerStats {
-    /// Latency of successful calls in microseconds.
-    pub latency_us: Histogram<u64>,
+    /// Latency of successful calls in microseconds (see [`latency_us`](Self::latency_us)).
+    latency_us: Histogram<u64>,
+    /// Latencies not in the histogram yet. A histogram's counters span kilobytes, and with
+    /// hundreds of callers each one's were a cache miss on every call (12% of the client's
+    /// time at 4x256); recorded in bursts they stay in cache for the burst.
+    recent: Vec<u32>,
     /// Successful calls.
     pub calls: u64,
     /// Body bytes sent and received by successful calls.
@@ -111,9 +115,18 @@ pub struct CallerStats {
 impl Default for CallerStats {
     fn default() -> Self {
         // Auto-resizing: a caller only pays for the latency range it actually sees.
-        CallerStats { latency_us: new_histogram(), calls: 0, bytes: 0, errors: [0; ErrorKind::ALL.len()] }
+        CallerStats {
+            latency_us: new_histogram(),
+            recent: Vec::new(),
+            calls: 0,
+            bytes: 0,
+            errors: [0; ErrorKind::ALL.len()],
+        }
     }
 }
+
+/// Latencies a caller keeps before it adds them to its histogram.
+const RECENT: usize = 256;
 
 fn new_histogram() -> Histogram<u64> {
     // 3 significant figures, auto-resize: `new` cannot fail for sigfig 3.
@@ -126,8 +139,32 @@ impl CallerStats {
     pub fn record_ok(&mut self, latency: Duration, bytes: u64) {
         self.calls += 1;
         self.bytes += bytes;
-        // An auto-resizing histogram accepts any value.
-        let _ = self.latency_us.record(latency.as_micros().min(u128::from(u64::MAX)) as u64);
+        if self.recent.capacity() == 0 {
+            self.recent.reserve_exact(RECENT);
+        }
+        self.recent.push(latency.as_micros().min(u128::from(u32::MAX)) as u32);
+        if self.recent.len() == RECENT {
+            self.flush();
+        }
+    }
+
+    fn flush(&mut self) {
+        for us in self.recent.drain(..) {
+            // An auto-resizing histogram accepts any value.
+            let _ = self.latency_us.record(u64::from(us));
+        }
+    }
+
+    /// Latency of successful calls in microseconds.
+    pub fn latency_us(&self) -> std::borrow::Cow<'_, Histogram<u64>> {
+        if self.recent.is_empty() {
+            return std::borrow::Cow::Borrowed(&self.latency_us);
+        }
+        let mut all = self.latency_us.clone();
+        for &us in &self.recent {
+            let _ = all.record(u64::from(us));
+        }
+        std::borrow::Cow::Owned(all)
     }
 
     /// Records a failed call.
@@ -142,6 +179,9 @@ impl CallerStats {
         self.bytes += other.bytes;
         // Both histograms auto-resize, so adding cannot run out of range.
         let _ = self.latency_us.add(&other.latency_us);
+        for &us in &other.recent {
+            let _ = self.latency_us.record(u64::from(us));
+        }
         for (a, b) in self.errors.iter_mut().zip(other.errors) {
             *a += b;
         }
@@ -194,7 +234,7 @@ impl BenchReport {
     /// Builds the report from the merged statistics.
     pub fn new(target: String, conns: usize, opts: &BenchOptions, stats: &CallerStats, elapsed: Duration) -> Self {
         let secs = elapsed.as_secs_f64().max(1e-9);
-        let h = &stats.latency_us;
+        let h = stats.latency_us();
         let q = |q: f64| if h.is_empty() { 0 } else { h.value_at_quantile(q) };
         let errors_by_kind: BTreeMap<&'static str, u64> =
             ErrorKind::ALL.iter().zip(stats.errors).filter(|(_, n)| *n > 0).map(|(k, n)| (k.name(), n)).collect();
@@ -678,6 +718,21 @@ mod tests {
         let mut tiny = [0u8; 3];
         stamp(&mut tiny, 0x0302_0100, 9);
         assert_eq!(tiny, [0, 1, 2]);
+    }
+
+    #[test]
+    fn latencies_recorded_in_bursts_all_reach_the_histogram() {
+        let mut a = CallerStats::default();
+        let n = 3 * RECENT as u64 + 7; // three full bursts and a partial one
+        for us in 1..=n {
+            a.record_ok(Duration::from_micros(us), 0);
+        }
+        assert_eq!(a.latency_us().len(), n, "the partial burst counts too");
+        let mut total = CallerStats::default();
+        total.merge(&a);
+        assert_eq!(total.latency_us().len(), n);
+        assert_eq!(total.latency_us().max(), n);
+        assert_eq!(total.latency_us().min(), 1);
     }
 
     #[test]
