@@ -154,7 +154,7 @@ impl Handler for ServeMux {
 
     /// The route's own started future: one box per request, not one for the mux and one for
     /// the route.
-    fn start(self: Arc<Self>, packet: Packet, channel: Channel) -> Started {
+    fn start(self: &Arc<Self>, packet: Packet, channel: Channel) -> Started {
         self.route(packet, channel)
     }
 }

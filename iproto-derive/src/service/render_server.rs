@@ -93,10 +93,10 @@ pub fn render(s: &Service) -> TokenStream {
             }
 
             /// The route's own started future, as the mux starts it: no second box.
-            fn start(self: ::std::sync::Arc<Self>, __packet: ::iproto::Packet, __channel: ::iproto::Channel)
+            fn start(self: &::std::sync::Arc<Self>, __packet: ::iproto::Packet, __channel: ::iproto::Channel)
                 -> ::iproto::channel::Started
             {
-                ::iproto::Handler::start(::std::sync::Arc::clone(&self.mux), __packet, __channel)
+                ::iproto::Handler::start(&self.mux, __packet, __channel)
             }
         }
     }

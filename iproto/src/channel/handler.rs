@@ -37,11 +37,15 @@ pub trait Handler: Send + Sync + 'static {
     /// Starts handling `packet`: the future of [`handle`](Self::handle), boxed once. A
     /// handler that dispatches to others ([`ServeMux`](crate::ServeMux)) overrides it to hand
     /// back the chosen handler's own started future instead of boxing a second one around it.
-    fn start(self: Arc<Self>, packet: Packet, channel: Channel) -> Started
+    ///
+    /// Takes the shared handler by reference: a handler whose future needs no handle on it
+    /// (an async closure) then touches no reference count shared by every connection.
+    fn start(self: &Arc<Self>, packet: Packet, channel: Channel) -> Started
     where
         Self: Sized,
     {
-        Started::new(async move { self.handle(packet, channel).await })
+        let this = Arc::clone(self);
+        Started::new(async move { this.handle(packet, channel).await })
     }
 }
 
@@ -56,20 +60,23 @@ where
         self(packet, channel)
     }
 
-    fn start(self: Arc<Self>, packet: Packet, channel: Channel) -> Started {
-        // The closure's future owns what it needs: no handle on the closure is kept.
-        Started::new(self(packet, channel))
+    fn start(self: &Arc<Self>, packet: Packet, channel: Channel) -> Started {
+        // The closure's future owns what it needs: no handle on the closure is taken.
+        Started::new(self.as_ref()(packet, channel))
     }
 }
 
-/// Object-safe form of [`Handler`].
+/// Object-safe form of [`Handler`], over the shared handler it starts.
 trait DynHandler: Send + Sync + 'static {
-    fn start_dyn(self: Arc<Self>, packet: Packet, channel: Channel) -> Started;
+    fn start_dyn(&self, packet: Packet, channel: Channel) -> Started;
 }
 
-impl<H: Handler> DynHandler for H {
-    fn start_dyn(self: Arc<Self>, packet: Packet, channel: Channel) -> Started {
-        Handler::start(self, packet, channel)
+/// The handler behind a [`BoxHandler`], shared so that [`Handler::start`] gets its `Arc`.
+struct Held<H>(Arc<H>);
+
+impl<H: Handler> DynHandler for Held<H> {
+    fn start_dyn(&self, packet: Packet, channel: Channel) -> Started {
+        Handler::start(&self.0, packet, channel)
     }
 }
 
@@ -80,12 +87,12 @@ pub struct BoxHandler(Arc<dyn DynHandler>);
 impl BoxHandler {
     /// Erases `handler`'s type.
     pub fn new<H: Handler>(handler: H) -> Self {
-        BoxHandler(Arc::new(handler))
+        BoxHandler(Arc::new(Held(Arc::new(handler))))
     }
 
     /// Starts handling `packet` (see [`Handler::start`]).
     pub fn start(&self, packet: Packet, channel: Channel) -> Started {
-        Arc::clone(&self.0).start_dyn(packet, channel)
+        self.0.start_dyn(packet, channel)
     }
 }
 
