@@ -163,16 +163,28 @@ impl RoundRobin {
 impl Balancer for RoundRobin {
     fn pick(&self, _key: Option<&[u8]>, usable: &dyn Fn(usize) -> bool) -> Result<Option<usize>, ClusterError> {
         let total = self.weights.total();
+        if total == 0 {
+            return Ok(None);
+        }
+        // A plain load and store, not a read-modify-write: the shard is this thread's, and
+        // should two threads share it, a turn given twice does no harm. The slot is kept
+        // below `total`, so no division either.
         let next = self.next.mine();
+        let mut slot = next.load(Relaxed) as u64;
+        if slot >= total {
+            slot %= total;
+        }
+        let after = |end: u64| if end >= total { 0 } else { end as usize };
         for _ in 0..self.weights.ends.len() {
-            let slot = next.fetch_add(1, Relaxed) as u64 % total;
             let server = self.weights.server(slot);
             if usable(server) {
+                next.store(after(slot + 1), Relaxed);
                 return Ok(Some(server));
             }
             // The turn of a server down passes to the next turn, not to its neighbour (which
             // would take twice its share): skip the rest of its slots.
-            next.fetch_add((self.weights.ends[server] - 1 - slot) as usize, Relaxed);
+            slot = after(self.weights.ends[server]) as u64;
+            next.store(slot as usize, Relaxed);
         }
         Ok(self.weights.next_usable(0, usable))
     }
