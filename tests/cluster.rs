@@ -137,12 +137,16 @@ fn name_of(nodes: &[Node], addr: &str) -> String {
 }
 
 /// Waits up to `limit` for `cond`, polling the cluster's stats; panics naming `what`.
+/// Waits, up to `limit`, until `cond` holds: re-checked on each of the cluster's health changes.
 async fn wait_for(cluster: &Cluster, limit: Duration, what: &str, cond: impl Fn(&Cluster) -> bool) {
-    let bound = tokio::time::Instant::now() + limit;
-    while !cond(cluster) {
-        assert!(tokio::time::Instant::now() < bound, "timed out after {limit:?} waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    // Subscribed before the first check: a change in between is not missed.
+    let mut changes = cluster.health_changes();
+    let waited = tokio::time::timeout(limit, async {
+        while !cond(cluster) {
+            changes.changed().await.expect("the cluster is alive");
+        }
+    });
+    assert!(waited.await.is_ok(), "timed out after {limit:?} waiting for {what}");
 }
 
 #[tokio::test]

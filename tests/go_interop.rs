@@ -291,9 +291,10 @@ async fn pool_through_go_sigterm(config: PoolConfig) -> (Pool, String) {
     let log = go.stderr().join("\n");
     assert!(!log.contains("grace period"), "the handshake did not finish on every channel: {log}");
     assert!(began.elapsed() < Duration::from_secs(10), "the server waited out its grace period");
+    let mut changes = pool.changes();
     let gone = async {
         while !pool.online().is_empty() {
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            changes.changed().await.expect("the pool is alive");
         }
     };
     tokio::time::timeout(GO_TIMEOUT, gone).await.expect("the pool sees both channels go offline");

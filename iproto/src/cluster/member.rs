@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
+use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -76,6 +77,8 @@ pub(crate) struct Member {
     probe: Probe,
     /// Cancelled when the member leaves the cluster or the cluster closes: stops its probe.
     pub stop: CancellationToken,
+    /// The cluster's health-change counter, bumped when this server goes down or up.
+    changes: Arc<watch::Sender<u64>>,
 }
 
 /// Errors that say the server cannot be reached now (as opposed to a slow or refusing reply).
@@ -94,7 +97,13 @@ pub(crate) fn breaks_server(e: &Error) -> bool {
 }
 
 impl Member {
-    pub fn new(addr: ServerAddr, pool: Pool, probe: Probe, stop: CancellationToken) -> Arc<Member> {
+    pub fn new(
+        addr: ServerAddr,
+        pool: Pool,
+        probe: Probe,
+        stop: CancellationToken,
+        changes: Arc<watch::Sender<u64>>,
+    ) -> Arc<Member> {
         Arc::new(Member {
             addr,
             pool,
@@ -104,6 +113,7 @@ impl Member {
             health: Mutex::default(),
             probe,
             stop,
+            changes,
         })
     }
 
@@ -139,6 +149,7 @@ impl Member {
             health.downs += 1;
             health.down_since = Some(Instant::now());
             tracing::warn!(server = %self.addr, error = ?health.last_error, "cluster server down");
+            self.changes.send_modify(|n| *n += 1);
         }
         if !health.probing {
             health.probing = true;
@@ -152,6 +163,7 @@ impl Member {
         health.down_since = None;
         if self.down.swap(false, Relaxed) {
             tracing::info!(server = %self.addr, "cluster server up");
+            self.changes.send_modify(|n| *n += 1);
         }
     }
 

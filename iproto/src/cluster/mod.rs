@@ -37,6 +37,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 pub use balance::{Balance, Balancer, BalancerFactory};
@@ -121,6 +122,8 @@ struct Inner {
     /// Serialises list changes.
     updating: tokio::sync::Mutex<()>,
     stop: CancellationToken,
+    /// Bumped whenever a server goes down or comes back up.
+    health: Arc<watch::Sender<u64>>,
     hedges: AtomicU64,
     hedge_wins: AtomicU64,
 }
@@ -165,7 +168,8 @@ impl Cluster {
     /// none can be reached, with the last error.
     pub async fn connect(list: ServerList, config: ClusterConfig) -> Result<Cluster, Error> {
         let stop = CancellationToken::new();
-        let members = Self::make_members(&config, list.servers(), &stop)?;
+        let health = Arc::new(watch::Sender::new(0));
+        let members = Self::make_members(&config, list.servers(), &stop, &health)?;
         let results = futures_util::future::join_all(members.iter().map(|m| m.pool.init())).await;
         let mut last_error = None;
         let mut up = 0;
@@ -192,6 +196,7 @@ impl Cluster {
             topology: Published::new(Arc::new(topology)),
             updating: tokio::sync::Mutex::new(()),
             stop,
+            health,
             hedges: AtomicU64::new(0),
             hedge_wins: AtomicU64::new(0),
         };
@@ -202,6 +207,7 @@ impl Cluster {
         config: &ClusterConfig,
         specs: &[ServerSpec],
         stop: &CancellationToken,
+        health: &Arc<watch::Sender<u64>>,
     ) -> Result<Vec<Arc<Member>>, Error> {
         let probe = Probe {
             interval: config.probe_interval,
@@ -212,7 +218,7 @@ impl Cluster {
             .iter()
             .map(|spec| {
                 let pool = Pool::new(&spec.addr.to_string(), config.pool.clone())?;
-                Ok(Member::new(spec.addr.clone(), pool, probe, stop.child_token()))
+                Ok(Member::new(spec.addr.clone(), pool, probe, stop.child_token(), health.clone()))
             })
             .collect()
     }
@@ -247,6 +253,24 @@ impl Cluster {
         }
     }
 
+    /// A receiver whose value changes each time a server goes down or comes back up: await
+    /// `changed()` on it to react to health changes instead of polling [`stats`](Self::stats).
+    ///
+    /// ```no_run
+    /// # async fn f(cluster: iproto::cluster::Cluster) {
+    /// let mut health = cluster.health_changes();
+    /// // Subscribed before the check, so a change in between is not missed.
+    /// while cluster.stats().servers.iter().any(|s| s.state != iproto::cluster::MemberState::Up) {
+    ///     if health.changed().await.is_err() {
+    ///         break; // the cluster was dropped
+    ///     }
+    /// }
+    /// # }
+    /// ```
+    pub fn health_changes(&self) -> watch::Receiver<u64> {
+        self.inner.health.subscribe()
+    }
+
     /// The server a call with `key` would go to now (servers down skipped), without calling.
     pub fn server_for(&self, key: Option<&[u8]>) -> Result<ServerSpec, Error> {
         let topology = self.topology();
@@ -275,7 +299,8 @@ impl Cluster {
             match old.members.iter().find(|m| m.addr == spec.addr) {
                 Some(member) => members.push(member.clone()),
                 None => {
-                    let member = Self::make_members(&inner.config, std::slice::from_ref(spec), &inner.stop)?.remove(0);
+                    let specs = std::slice::from_ref(spec);
+                    let member = Self::make_members(&inner.config, specs, &inner.stop, &inner.health)?.remove(0);
                     fresh.push(member.clone());
                     members.push(member);
                 }

@@ -231,6 +231,25 @@ impl Pool {
         }
     }
 
+    /// A receiver whose value changes each time a channel joins or leaves the online list,
+    /// a dial ends or the pool stops: await `changed()` on it instead of polling
+    /// [`online`](Self::online).
+    ///
+    /// ```no_run
+    /// # async fn f(pool: iproto::Pool) {
+    /// let mut changes = pool.changes();
+    /// // Subscribed before the check, so a change in between is not missed.
+    /// while !pool.online().is_empty() {
+    ///     if changes.changed().await.is_err() {
+    ///         break;
+    ///     }
+    /// }
+    /// # }
+    /// ```
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.inner.events.subscribe()
+    }
+
     /// The online channels now.
     pub fn online(&self) -> Vec<Channel> {
         self.inner.online.members().into_iter().map(|m| m.channel).collect()
