@@ -112,11 +112,7 @@ fn interleaved() {
         || rt.block_on(run(CALLS, pool.clone())),
         || rt.block_on(run(CALLS, cluster.clone())),
     );
-    println!(
-        "interleaved, {ROUNDS} rounds of {CALLS} calls: wall pool {:.0} ns/call, cluster {:.0} ns/call, median cluster/pool {:.3}; \
-         cpu pool {:.0} ns/call, cluster {:.0} ns/call, median cluster/pool {:.3}",
-        m.wall_a, m.wall_b, m.wall_ratio, m.cpu_a, m.cpu_b, m.cpu_ratio,
-    );
+    println!("{}", m.line(ROUNDS, CALLS, "pool", "cluster"));
 }
 
 criterion_group!(benches, bench);

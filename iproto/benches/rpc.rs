@@ -229,11 +229,7 @@ fn interleaved() {
         || rt.block_on(run(CALLS, raw.clone())),
         || rt.block_on(run(CALLS, typed.clone())),
     );
-    println!(
-        "interleaved, {ROUNDS} rounds of {CALLS} calls: wall raw {:.0} ns/call, typed {:.0} ns/call, median typed/raw {:.3}; \
-         cpu raw {:.0} ns/call, typed {:.0} ns/call, median typed/raw {:.3}",
-        m.wall_a, m.wall_b, m.wall_ratio, m.cpu_a, m.cpu_b, m.cpu_ratio,
-    );
+    println!("{}", m.line(ROUNDS, CALLS, "raw", "typed"));
 }
 
 criterion_group!(benches, bench);

@@ -26,6 +26,17 @@ pub struct Interleaved {
     pub cpu_ratio: f64,
 }
 
+impl Interleaved {
+    /// The one-line report: `a` and `b` name the variants.
+    pub fn line(&self, rounds: usize, calls: u64, a: &str, b: &str) -> String {
+        format!(
+            "interleaved, {rounds} rounds of {calls} calls: wall {a} {:.0} ns/call, {b} {:.0} ns/call, median {b}/{a} {:.3}; \
+             cpu {a} {:.0} ns/call, {b} {:.0} ns/call, median {b}/{a} {:.3}",
+            self.wall_a, self.wall_b, self.wall_ratio, self.cpu_a, self.cpu_b, self.cpu_ratio,
+        )
+    }
+}
+
 /// Runs `rounds` rounds of `a` and `b` alternately (which goes first alternates too); each
 /// round makes `calls` calls and returns its wall time. Reports medians of wall and CPU time
 /// per call and of the per-round ratios b/a.
