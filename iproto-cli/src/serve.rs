@@ -1,9 +1,11 @@
 //! `iproto serve` and the embedded echo server of `iproto bench`: an [`iproto::Server`] with an
 //! echo or log-only handler, shut down gracefully on Ctrl-C or SIGTERM.
 
+use std::future::Future;
+
 use bytes::Bytes;
 use iproto::server::{Server, ServerConfig};
-use iproto::{Channel, Packet};
+use iproto::{Channel, Handler, Packet};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -31,7 +33,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
     crate::run::out(&format!("listening on {local}\n"))?;
     tracing::info!(addr = %local, echo = args.echo, "serving");
     let stopped = if args.echo {
-        server.serve_with_shutdown(echo, shutdown_signal()).await
+        server.serve_with_shutdown(Echo, shutdown_signal()).await
     } else {
         server.serve_with_shutdown(log_only, shutdown_signal()).await
     };
@@ -49,11 +51,27 @@ fn server_config() -> ServerConfig {
     ServerConfig::default()
 }
 
-async fn echo(packet: Packet, channel: Channel) -> Option<Bytes> {
-    if tracing::enabled!(tracing::Level::DEBUG) {
-        log_packet(&packet, &channel, tracing::Level::DEBUG);
+/// The echo handler. It answers in the reader at once ([`Handler::reply_now`]: no future, no
+/// channel handle per request), except while packets are logged at debug level, which needs
+/// the channel (its peer address).
+struct Echo;
+
+impl Handler for Echo {
+    type Reply = Option<Bytes>;
+
+    fn handle(&self, packet: Packet, channel: Channel) -> impl Future<Output = Option<Bytes>> + Send {
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            log_packet(&packet, &channel, tracing::Level::DEBUG);
+        }
+        std::future::ready(Some(packet.body))
     }
-    Some(packet.body)
+
+    fn reply_now(&self, packet: Packet) -> Result<Option<Bytes>, Packet> {
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            return Err(packet);
+        }
+        Ok(Some(packet.body))
+    }
 }
 
 async fn log_only(packet: Packet, channel: Channel) -> Option<Bytes> {
@@ -113,7 +131,7 @@ impl EmbeddedEcho {
             .map_err(|source| CliError::Bind { addr: bind.to_owned(), source })?;
         let addr = server.local_addr().to_string();
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(server.serve_with_shutdown(echo, async {
+        let task = tokio::spawn(server.serve_with_shutdown(Echo, async {
             let _ = stopped.await;
         }));
         Ok(EmbeddedEcho { addr, stop, task })

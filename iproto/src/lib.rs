@@ -44,7 +44,10 @@ pub mod __private;
 /// The `bytes` crate, for `Bytes` fields and hand-written impls (`BufMut`).
 pub use bytes;
 
-pub use channel::{BoxHandler, CallOptions, Channel, ChannelConfig, ChannelStats, Handler, Reply, Sender, Started};
+pub use channel::{
+    immediate, BoxHandler, CallOptions, Channel, ChannelConfig, ChannelStats, Handler, Immediate, Reply, Sender,
+    Started,
+};
 pub use cluster::{Balance, Cluster, ClusterConfig, ClusterError, ServerList};
 pub use encoding::{
     append, append_ber, pack, pack_ber, unpack, unpack_ber, unpack_exact, unpack_exact_ber, DecodeError,

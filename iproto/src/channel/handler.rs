@@ -5,9 +5,13 @@ use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 
-use super::reply::{Reply, Started};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use bytes::BytesMut;
+
+use super::reply::{write_packet, Panicked, Reply, Started};
 use super::Channel;
-use crate::wire::Packet;
+use crate::wire::{Header, Packet};
 
 /// Handles one incoming request: gets the packet and a handle to its channel, returns the
 /// [`Reply`]: a body (`Bytes`), `None` or `()` to send no reply (notifications, or requests
@@ -47,6 +51,60 @@ pub trait Handler: Send + Sync + 'static {
         let this = Arc::clone(self);
         Started::new(async move { this.handle(packet, channel).await })
     }
+
+    /// The reply to `packet` computed now, without a future, a task or a channel handle; or
+    /// the packet back, to be started as a future. The default hands it back. Override it only
+    /// in handlers that never wait ([`immediate`] wraps a plain function in one): the reader
+    /// calls it for every request before it starts anything.
+    fn reply_now(&self, packet: Packet) -> Result<Self::Reply, Packet> {
+        Err(packet)
+    }
+}
+
+/// A handler for requests answered from the packet alone, without awaiting anything (an echo,
+/// a lookup in memory): the reader writes its reply into the outgoing batch at once, with no
+/// future, box or channel handle per request. Build it with [`immediate`].
+pub struct Immediate<F>(F);
+
+/// Wraps `f` in a [`Handler`] that answers each request at once (see [`Immediate`]).
+///
+/// ```
+/// use iproto::{Packet, Server};
+///
+/// # async fn f() -> Result<(), iproto::Error> {
+/// let server = Server::bind("127.0.0.1:0").await?;
+/// // An echo that never waits: no future per request.
+/// tokio::spawn(server.serve(iproto::immediate(|packet: Packet| Some(packet.body))));
+/// # Ok(()) }
+/// ```
+pub fn immediate<F, R>(f: F) -> Immediate<F>
+where
+    F: Fn(Packet) -> R + Send + Sync + 'static,
+    R: Reply + 'static,
+{
+    Immediate(f)
+}
+
+impl<F, R> Handler for Immediate<F>
+where
+    F: Fn(Packet) -> R + Send + Sync + 'static,
+    R: Reply + 'static,
+{
+    type Reply = R;
+
+    fn handle(&self, packet: Packet, _channel: Channel) -> impl Future<Output = R> + Send {
+        std::future::ready((self.0)(packet))
+    }
+
+    fn reply_now(&self, packet: Packet) -> Result<R, Packet> {
+        Ok((self.0)(packet))
+    }
+}
+
+impl<F> fmt::Debug for Immediate<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Immediate")
+    }
 }
 
 impl<F, Fut> Handler for F
@@ -69,6 +127,7 @@ where
 /// Object-safe form of [`Handler`], over the shared handler it starts.
 trait DynHandler: Send + Sync + 'static {
     fn start_dyn(&self, packet: Packet, channel: Channel) -> Started;
+    fn reply_now_dyn(&self, packet: Packet, out: &mut BytesMut) -> Result<Result<bool, Panicked>, Packet>;
 }
 
 /// The handler behind a [`BoxHandler`], shared so that [`Handler::start`] gets its `Arc`.
@@ -77,6 +136,15 @@ struct Held<H>(Arc<H>);
 impl<H: Handler> DynHandler for Held<H> {
     fn start_dyn(&self, packet: Packet, channel: Channel) -> Started {
         Handler::start(&self.0, packet, channel)
+    }
+
+    fn reply_now_dyn(&self, packet: Packet, out: &mut BytesMut) -> Result<Result<bool, Panicked>, Packet> {
+        let Header { msg, sync, .. } = packet.header;
+        match catch_unwind(AssertUnwindSafe(|| self.0.reply_now(packet))) {
+            Ok(Ok(reply)) => Ok(write_packet(out, msg, sync, |out| reply.write_body(out))),
+            Ok(Err(packet)) => Err(packet),
+            Err(_) => Ok(Err(Panicked)),
+        }
     }
 }
 
@@ -93,6 +161,12 @@ impl BoxHandler {
     /// Starts handling `packet` (see [`Handler::start`]).
     pub fn start(&self, packet: Packet, channel: Channel) -> Started {
         self.0.start_dyn(packet, channel)
+    }
+
+    /// Appends the reply packet to `packet` to `out` if the handler answers it at once (see
+    /// [`Handler::reply_now`]): whether a packet was appended; else the packet back.
+    pub(crate) fn reply_now(&self, packet: Packet, out: &mut BytesMut) -> Result<Result<bool, Panicked>, Packet> {
+        self.0.reply_now_dyn(packet, out)
     }
 }
 

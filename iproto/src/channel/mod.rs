@@ -45,7 +45,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 pub use config::{CallOptions, ChannelConfig};
-pub use handler::{BoxHandler, Handler};
+pub use handler::{immediate, BoxHandler, Handler, Immediate};
 pub use life::{BoxError, Callback, InitHook};
 pub use reply::{Reply, Started};
 pub use stats::ChannelStats;

@@ -209,6 +209,14 @@ fn dispatch_now(shared: &Arc<Shared>, packet: Packet, hijacked: &mut BytesMut, b
         return None;
     };
     Counters::inc(&shared.stats.reader.requests);
+    // A handler that answers at once writes its reply into the batch: no handle, no future.
+    let packet = match handler.reply_now(packet, &mut batch.replies) {
+        Ok(written) => {
+            batch.reply_count += usize::from(replied(shared, h.msg, h.sync, written));
+            return None;
+        }
+        Err(packet) => packet,
+    };
     let channel = Channel::from_shared(shared.clone());
     let mut started = handler.start(packet, channel);
     if shared.handler_slots.available_permits() == 0 {

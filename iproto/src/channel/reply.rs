@@ -77,7 +77,7 @@ pub(crate) struct Panicked;
 /// Appends the reply packet for `(msg, sync)`: the header, the body `body` writes in place
 /// (see [`Reply::write_body`]), then the length patched in. Returns whether a packet was
 /// appended. No reply, a body over 4 GiB, or a panic leave `out` as it was.
-fn write_packet(
+pub(crate) fn write_packet(
     out: &mut BytesMut,
     msg: u32,
     sync: u32,
