@@ -117,7 +117,7 @@ impl Default for CallerStats {
         // Auto-resizing: a caller only pays for the latency range it actually sees.
         CallerStats {
             latency_us: new_histogram(),
-            recent: Vec::new(),
+            recent: Vec::with_capacity(RECENT),
             calls: 0,
             bytes: 0,
             errors: [0; ErrorKind::ALL.len()],
@@ -127,6 +127,14 @@ impl Default for CallerStats {
 
 /// Latencies a caller keeps before it adds them to its histogram.
 const RECENT: usize = 256;
+
+/// Adds latencies (microseconds) to `h`.
+fn record_all(h: &mut Histogram<u64>, latencies_us: &[u32]) {
+    for &us in latencies_us {
+        // An auto-resizing histogram accepts any value.
+        let _ = h.record(u64::from(us));
+    }
+}
 
 fn new_histogram() -> Histogram<u64> {
     // 3 significant figures, auto-resize: `new` cannot fail for sigfig 3.
@@ -139,19 +147,10 @@ impl CallerStats {
     pub fn record_ok(&mut self, latency: Duration, bytes: u64) {
         self.calls += 1;
         self.bytes += bytes;
-        if self.recent.capacity() == 0 {
-            self.recent.reserve_exact(RECENT);
-        }
         self.recent.push(latency.as_micros().min(u128::from(u32::MAX)) as u32);
         if self.recent.len() == RECENT {
-            self.flush();
-        }
-    }
-
-    fn flush(&mut self) {
-        for us in self.recent.drain(..) {
-            // An auto-resizing histogram accepts any value.
-            let _ = self.latency_us.record(u64::from(us));
+            record_all(&mut self.latency_us, &self.recent);
+            self.recent.clear();
         }
     }
 
@@ -161,9 +160,7 @@ impl CallerStats {
             return std::borrow::Cow::Borrowed(&self.latency_us);
         }
         let mut all = self.latency_us.clone();
-        for &us in &self.recent {
-            let _ = all.record(u64::from(us));
-        }
+        record_all(&mut all, &self.recent);
         std::borrow::Cow::Owned(all)
     }
 
@@ -179,9 +176,7 @@ impl CallerStats {
         self.bytes += other.bytes;
         // Both histograms auto-resize, so adding cannot run out of range.
         let _ = self.latency_us.add(&other.latency_us);
-        for &us in &other.recent {
-            let _ = self.latency_us.record(u64::from(us));
-        }
+        record_all(&mut self.latency_us, &other.recent);
         for (a, b) in self.errors.iter_mut().zip(other.errors) {
             *a += b;
         }

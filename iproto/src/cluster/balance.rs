@@ -174,16 +174,16 @@ impl Balancer for RoundRobin {
         if slot >= total {
             slot %= total;
         }
-        let after = |end: u64| if end >= total { 0 } else { end as usize };
+        let wrap = |slot: u64| if slot >= total { 0 } else { slot };
         for _ in 0..self.weights.ends.len() {
             let server = self.weights.server(slot);
             if usable(server) {
-                next.store(after(slot + 1), Relaxed);
+                next.store(wrap(slot + 1) as usize, Relaxed);
                 return Ok(Some(server));
             }
             // The turn of a server down passes to the next turn, not to its neighbour (which
             // would take twice its share): skip the rest of its slots.
-            slot = after(self.weights.ends[server]) as u64;
+            slot = wrap(self.weights.ends[server]);
             next.store(slot as usize, Relaxed);
         }
         Ok(self.weights.next_usable(0, usable))

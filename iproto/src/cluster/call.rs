@@ -91,10 +91,9 @@ impl Bounds {
     }
 }
 
-/// One attempt on `member`. `deadline`: the attempt's bound; `None` when the pool's own
-/// deadline is the whole bound (a first call or notification with the pool's budget), which
-/// saves a timer per call.
-async fn attempt(member: &Member, op: Op<'_>, opts: CallOptions, deadline: Option<Instant>) -> Result<Bytes, Error> {
+/// One attempt on `member`, bounded by `deadline` (a timer: the fast path in
+/// [`Cluster::run`] makes the first attempt of most calls without one).
+async fn attempt(member: &Member, op: Op<'_>, opts: CallOptions, deadline: Instant) -> Result<Bytes, Error> {
     member.count_call();
     let sent = async {
         match op {
@@ -103,7 +102,6 @@ async fn attempt(member: &Member, op: Op<'_>, opts: CallOptions, deadline: Optio
             Op::Send(packet) => member.pool.send(packet.clone()).await.map(|()| Bytes::new()),
         }
     };
-    let Some(deadline) = deadline else { return sent.await };
     let msg = op.msg();
     let after = opts.timeout.unwrap_or_default();
     tokio::time::timeout_at(deadline, sent).await.unwrap_or(Err(Error::Timeout {
@@ -119,8 +117,8 @@ impl Cluster {
     ///
     /// The first attempt is the fast path every call takes: one pick from this thread's copy
     /// of the topology and the pool call itself, bounded by the pool's own deadline (no timer
-    /// of ours). Only a failed attempt, hedging or an unbounded send enter [`retry`](Self::retry),
-    /// boxed, so that its state does not make every call's future larger.
+    /// of ours). Only a failed attempt and hedging enter [`retry`](Self::retry), boxed, so that
+    /// its state does not make every call's future larger.
     // A block, not an `async fn`: the arguments stay where they were captured instead of
     // being copied once more into the future.
     #[allow(clippy::manual_async_fn)]
@@ -138,27 +136,26 @@ impl Cluster {
             });
             let deadline = Instant::now() + budget;
             let call = Bounds { budget, deadline };
-            // The pool bounds a call by its timeout and a notification by its own budget; a
-            // packet sent as is waits for queue room without a bound.
-            let pool_bounds_it = match op {
-                Op::Call { .. } => config.hedge_after.is_none() || !opts.idempotent,
-                Op::Notify { .. } => opts.timeout.is_none(),
-                Op::Send(_) => false,
-            };
-            if !pool_bounds_it {
+            if config.hedge_after.is_some() && opts.idempotent && matches!(op, Op::Call { .. }) {
                 return Box::pin(self.retry(key, op, opts, call, Vec::new(), None)).await;
             }
             let topology = self.topology();
             let Some(member) = topology.pick(key, &[])? else {
                 return Err(Error::Cluster(ClusterError::NoServer));
             };
-            // The caller's options as they are: a pool call bounds itself by that timeout
-            // (one deadline), and with the default timeout it needs no timer of its own.
-            member.count_call();
+            // The pool bounds a call by its timeout (one deadline, and with the default
+            // timeout no timer of its own) and a notification by its own budget; a notification
+            // with a timeout of its own and a packet sent as is are bounded here.
             let result = match op {
-                Op::Call { msg, body } => member.pool.call_until(msg, body, opts, Some(deadline)).await,
-                Op::Notify { msg, body } => member.pool.notify(msg, body).await.map(|()| Bytes::new()),
-                Op::Send(_) => Box::pin(attempt(member, op, opts, Some(deadline))).await,
+                Op::Call { msg, body } => {
+                    member.count_call();
+                    member.pool.call_until(msg, body, opts, Some(deadline)).await
+                }
+                Op::Notify { msg, body } if opts.timeout.is_none() => {
+                    member.count_call();
+                    member.pool.notify(msg, body).await.map(|()| Bytes::new())
+                }
+                _ => Box::pin(attempt(member, op, opts, deadline)).await,
             };
             let e = match result {
                 Ok(reply) => return Ok(reply),
@@ -177,8 +174,8 @@ impl Cluster {
         }
     }
 
-    /// The attempts after the first (or all of them, for hedged calls and packets): each on a
-    /// server not tried yet, with what is left of the deadline.
+    /// The attempts after the first (or all of them, for hedged calls): each on a server not
+    /// tried yet, with what is left of the deadline.
     async fn retry(
         &self,
         key: Option<&[u8]>,
@@ -210,7 +207,7 @@ impl Cluster {
             let result = match hedge {
                 Some(after) => self.hedged(&topology, key, member, op, opts, deadline, after, &mut tried).await,
                 None => {
-                    let result = attempt(member, op, opts, Some(deadline)).await;
+                    let result = attempt(member, op, opts, deadline).await;
                     if let Err(e) = &result {
                         member.failed(e);
                         tried.push(member_id(member));
@@ -248,7 +245,7 @@ impl Cluster {
         after: std::time::Duration,
         tried: &mut Vec<usize>,
     ) -> Result<Bytes, Error> {
-        let one = Box::pin(attempt(first, op, opts, Some(deadline)));
+        let one = Box::pin(attempt(first, op, opts, deadline));
         let timer = Box::pin(tokio::time::sleep_until((Instant::now() + after).min(deadline)));
         let one = match select(one, timer).await {
             Either::Left((result, _)) => {
@@ -270,7 +267,7 @@ impl Cluster {
         };
         tried.push(member_id(second));
         self.inner.hedges.fetch_add(1, Relaxed);
-        let two = Box::pin(attempt(second, op, opts, Some(deadline)));
+        let two = Box::pin(attempt(second, op, opts, deadline));
         match select(one, two).await {
             Either::Left((Ok(reply), _)) => Ok(reply),
             Either::Right((Ok(reply), _)) => {
@@ -305,7 +302,7 @@ impl Cluster {
         let topology = self.topology();
         let deadline = Instant::now() + opts.timeout.unwrap_or(self.inner.config.pool.channel.request_timeout);
         let calls = topology.members.iter().zip(topology.list.servers()).map(|(member, spec)| async move {
-            let result = attempt(member, Op::Call { msg, body }, opts, Some(deadline)).await;
+            let result = attempt(member, Op::Call { msg, body }, opts, deadline).await;
             if let Err(e) = &result {
                 member.failed(e);
             }
@@ -344,7 +341,7 @@ impl Cluster {
             let member = &topology.members[i];
             let server = topology.list.servers()[i].clone();
             async move {
-                let result = attempt(member, Op::Call { msg, body: &body }, opts, Some(deadline)).await;
+                let result = attempt(member, Op::Call { msg, body: &body }, opts, deadline).await;
                 if let Err(e) = &result {
                     member.failed(e);
                 }
