@@ -88,6 +88,12 @@ impl<T: Clone> Published<T> {
         read(self.shards.mine()).clone()
     }
 
+    /// Runs `f` on the calling thread's copy under its shard's read lock, touching no
+    /// reference count: for what is done before the next await.
+    pub(crate) fn with<R>(&self, f: impl FnOnce(&T) -> R) -> R {
+        f(&read(self.shards.mine()).0)
+    }
+
     /// Replaces every shard's copy.
     pub(crate) fn store(&self, value: T) {
         for shard in self.shards.iter() {

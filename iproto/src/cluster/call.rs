@@ -15,6 +15,7 @@ use super::member::Member;
 use super::{member_id, Cluster};
 use crate::channel::CallOptions;
 use crate::error::TimeoutStage;
+use crate::pool::Pick;
 use crate::wire::{FrameError, Packet};
 use crate::Error;
 
@@ -91,6 +92,14 @@ impl Bounds {
     }
 }
 
+/// The server of a call's first attempt.
+enum Chosen<'o> {
+    /// A call, with the channel its server's pool has ready.
+    Ready { id: usize, pick: Pick, msg: u32, body: &'o [u8] },
+    /// Anything else: the pool's general path on this member.
+    Member(Arc<Member>),
+}
+
 /// One attempt on `member`, bounded by `deadline` (a timer: the fast path in
 /// [`Cluster::run`] makes the first attempt of most calls without one).
 async fn attempt(member: &Member, op: Op<'_>, opts: CallOptions, deadline: Instant) -> Result<Bytes, Error> {
@@ -116,7 +125,8 @@ impl Cluster {
     /// (see [`Fate`]), `max_attempts` are used, or the deadline passes.
     ///
     /// The first attempt is the fast path every call takes: one pick from this thread's copy
-    /// of the topology and the pool call itself, bounded by the pool's own deadline (no timer
+    /// of the topology, then the channel its pool has ready (the pool's own fast path, without
+    /// the pool's future around the channel's), bounded by the call's one deadline (no timer
     /// of ours). Only a failed attempt and hedging enter [`retry`](Self::retry), boxed, so that
     /// its state does not make every call's future larger.
     // A block, not an `async fn`: the arguments stay where they were captured instead of
@@ -129,49 +139,96 @@ impl Cluster {
         opts: CallOptions,
     ) -> impl Future<Output = Result<Bytes, Error>> + Send + use<'s, 'k, 'o> {
         async move {
-            let config = &self.inner.config;
-            let budget = opts.timeout.unwrap_or(match op {
-                Op::Notify { .. } => config.pool.channel.notify_timeout,
-                _ => config.pool.channel.request_timeout,
-            });
-            let deadline = Instant::now() + budget;
-            let call = Bounds { budget, deadline };
-            if config.hedge_after.is_some() && opts.idempotent && matches!(op, Op::Call { .. }) {
+            let call = self.bounds(op, opts);
+            let deadline = call.deadline;
+            if self.inner.config.hedge_after.is_some() && opts.idempotent && matches!(op, Op::Call { .. }) {
                 return Box::pin(self.retry(key, op, opts, call, Vec::new(), None)).await;
             }
-            let topology = self.topology();
-            let Some(member) = topology.pick(key, &[])? else {
-                return Err(Error::Cluster(ClusterError::NoServer));
-            };
-            // The pool bounds a call by its timeout (one deadline, and with the default
-            // timeout no timer of its own) and a notification by its own budget; a notification
-            // with a timeout of its own and a packet sent as is are bounded here.
-            let result = match op {
-                Op::Call { msg, body } => {
-                    member.count_call();
-                    member.pool.call_until(msg, body, opts, Some(deadline)).await
+            // Calls (the common case) pick their server and its pool's channel under this
+            // thread's topology lock, with no reference count touched: only the channel is
+            // held while the reply is awaited, and the member is found again by its identity
+            // when the attempt failed.
+            let chosen = self.inner.topology.with(|t| -> Result<Chosen<'o>, Error> {
+                let member = t.pick(key, &[])?.ok_or(Error::Cluster(ClusterError::NoServer))?;
+                member.count_call();
+                Ok(match (op, member.pool.ready()) {
+                    (Op::Call { msg, body }, Some(pick)) => Chosen::Ready { id: member_id(member), pick, msg, body },
+                    _ => Chosen::Member(member.clone()),
+                })
+            })?;
+            let (member, e) = match chosen {
+                Chosen::Ready { id, pick, msg, body } => {
+                    let e = match pick.channel().call_until(msg, body, opts, Some(deadline)).await {
+                        Ok(reply) => return Ok(reply),
+                        Err(e) => e,
+                    };
+                    drop(pick);
+                    let Some(member) = self.topology().member(id).cloned() else {
+                        // Removed from the list meanwhile: nothing to record against it.
+                        return self.after_first(key, op, opts, call, id, e).await;
+                    };
+                    match e {
+                        // The channel stopped before the request left: the pool's second try.
+                        Error::Stopped | Error::Hijacked => {
+                            match Box::pin(member.pool.call_waiting(msg, body, opts, Some(deadline), 1)).await {
+                                Ok(reply) => return Ok(reply),
+                                Err(e) => (member, e),
+                            }
+                        }
+                        e => (member, e),
+                    }
                 }
-                Op::Notify { msg, body } if opts.timeout.is_none() => {
-                    member.count_call();
-                    member.pool.notify(msg, body).await.map(|()| Bytes::new())
+                Chosen::Member(member) => {
+                    // The pool bounds a call by its timeout (one deadline, and with the default
+                    // timeout no timer of its own) and a notification by its own budget; a
+                    // notification with a timeout of its own and a packet sent as is are
+                    // bounded here.
+                    let result = match op {
+                        Op::Call { msg, body } => {
+                            Box::pin(member.pool.call_until(msg, body, opts, Some(deadline))).await
+                        }
+                        Op::Notify { msg, body } if opts.timeout.is_none() => {
+                            Box::pin(member.pool.notify(msg, body)).await.map(|()| Bytes::new())
+                        }
+                        _ => Box::pin(attempt(&member, op, opts, deadline)).await,
+                    };
+                    match result {
+                        Ok(reply) => return Ok(reply),
+                        Err(e) => (member, e),
+                    }
                 }
-                _ => Box::pin(attempt(member, op, opts, deadline)).await,
-            };
-            let e = match result {
-                Ok(reply) => return Ok(reply),
-                Err(e) => e,
             };
             member.failed(&e);
-            match fate(&e) {
-                Fate::Final => Err(e),
-                Fate::MaybeSent if !opts.idempotent => Err(call.whole(op, e)),
-                _ => {
-                    let tried = vec![member_id(member)];
-                    drop(topology);
-                    Box::pin(self.retry(key, op, opts, call, tried, Some(e))).await
-                }
-            }
+            self.after_first(key, op, opts, call, member_id(&member), e).await
         }
+    }
+
+    /// What follows a failed first attempt on the server `id`: the error, or the retries its
+    /// fate allows (boxed: most calls never get here).
+    async fn after_first(
+        &self,
+        key: Option<&[u8]>,
+        op: Op<'_>,
+        opts: CallOptions,
+        call: Bounds,
+        id: usize,
+        e: Error,
+    ) -> Result<Bytes, Error> {
+        match fate(&e) {
+            Fate::Final => Err(e),
+            Fate::MaybeSent if !opts.idempotent => Err(call.whole(op, e)),
+            _ => Box::pin(self.retry(key, op, opts, call, vec![id], Some(e))).await,
+        }
+    }
+
+    /// The whole call's bound: its timeout, else the pool's for this kind of op, from now.
+    fn bounds(&self, op: Op<'_>, opts: CallOptions) -> Bounds {
+        let channel = &self.inner.config.pool.channel;
+        let budget = opts.timeout.unwrap_or(match op {
+            Op::Notify { .. } => channel.notify_timeout,
+            _ => channel.request_timeout,
+        });
+        Bounds { budget, deadline: Instant::now() + budget }
     }
 
     /// The attempts after the first (or all of them, for hedged calls): each on a server not

@@ -108,6 +108,11 @@ impl Topology {
         }
         Ok(self.balancer.pick(key, &fresh)?.map(|i| &self.members[i]))
     }
+
+    /// The member whose identity is `id`, if it is still in the list.
+    fn member(&self, id: usize) -> Option<&Arc<Member>> {
+        self.members.iter().find(|m| member_id(m) == id)
+    }
 }
 
 /// A member's identity across list changes.

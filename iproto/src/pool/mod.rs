@@ -38,7 +38,8 @@ use tokio_util::sync::CancellationToken;
 use self::budget::Budget;
 use self::dial::DialState;
 use self::limit::Limiter;
-use self::online::{Online, Pick};
+use self::online::Online;
+pub(crate) use self::online::Pick;
 use crate::channel::{CallOptions, Channel, ChannelStats, Sender};
 use crate::error::{PoolError, TimeoutStage};
 use crate::lock::lock;
@@ -390,7 +391,14 @@ impl Pool {
         self.call_until(msg, body, opts, None)
     }
 
+    /// The channel a call takes at once when nothing has to wait (no rate limit, a channel
+    /// online): the fast path of [`call_until`](Self::call_until) and of a cluster's calls.
+    pub(crate) fn ready(&self) -> Option<Pick> {
+        self.inner.ready()
+    }
+
     /// [`call_with`](Self::call_with) whose one deadline the caller started already.
+    #[allow(clippy::manual_async_fn)] // see the comment on the block
     pub(crate) fn call_until<'s, 'b>(
         &'s self,
         msg: u32,
@@ -398,10 +406,39 @@ impl Pool {
         opts: CallOptions,
         deadline: Option<Instant>,
     ) -> impl Future<Output = Result<Bytes, Error>> + Send + use<'s, 'b> {
+        // A block, not an `async fn` (see `on_next_channel`). The fast path is the channel's
+        // own call future with a pick beside it: when no rate limit applies and a channel is
+        // online, nothing waits, so the budget's bookkeeping is not needed. Everything else
+        // (a token, a wait for a channel, the second try) is the boxed general path.
+        async move {
+            let tries = match self.inner.ready() {
+                Some(pick) => match pick.channel().call_until(msg, body, opts, deadline).await {
+                    // Stopped before the request left: the general path makes the second try.
+                    Err(Error::Stopped | Error::Hijacked) => 1,
+                    result => return result,
+                },
+                None => 2,
+            };
+            Box::pin(self.call_waiting(msg, body, opts, deadline, tries)).await
+        }
+    }
+
+    /// [`call_until`](Self::call_until) through the general path (rate limit, the wait for
+    /// a channel) under one budget, in up to `tries` tries (1 after a fast first try that
+    /// found its channel stopped).
+    pub(crate) async fn call_waiting(
+        &self,
+        msg: u32,
+        body: &[u8],
+        opts: CallOptions,
+        deadline: Option<Instant>,
+        tries: u8,
+    ) -> Result<Bytes, Error> {
         let budget = Budget::new(msg, opts.timeout, self.inner.config.channel.request_timeout).until(deadline);
-        self.on_next_channel(budget, move |pick, timeout, started| async move {
+        self.on_next_channel(budget, tries, move |pick, timeout, started| async move {
             pick.channel().call_until(msg, body, CallOptions { timeout, ..opts }, started).await
         })
+        .await
     }
 
     /// [`call_with`](Self::call_with) with default options.
@@ -417,7 +454,7 @@ impl Pool {
     /// the channel's notify timeout.
     pub async fn notify(&self, msg: u32, body: &[u8]) -> Result<(), Error> {
         let budget = Budget::new(msg, None, self.inner.config.channel.notify_timeout);
-        self.on_next_channel(budget, |pick, timeout, _| async move {
+        self.on_next_channel(budget, 2, |pick, timeout, _| async move {
             pick.channel().notify_within(msg, body, timeout).await
         })
         .await
@@ -428,7 +465,7 @@ impl Pool {
     pub async fn send(&self, packet: Packet) -> Result<(), Error> {
         let budget = Budget::new(packet.header.msg, None, self.inner.config.channel.request_timeout);
         let packet = &packet;
-        self.on_next_channel(budget, |pick, timeout, _| async move {
+        self.on_next_channel(budget, 2, |pick, timeout, _| async move {
             let sent = pick.channel().send(packet.clone());
             match timeout {
                 None => sent.await,
@@ -441,12 +478,13 @@ impl Pool {
     }
 
     /// Takes a rate-limit token, then runs `op` on the next channel with the time left of the
-    /// budget (`None`: the channel's default, from the caller's start when it gave one); once more on another channel if that one had
-    /// stopped before sending.
+    /// budget (`None`: the channel's default, from the caller's start when it gave one); with
+    /// `tries` 2, once more on another channel if that one had stopped before sending.
     #[allow(clippy::manual_async_fn)] // see the comment on the block
     fn on_next_channel<'a, T, F, Fut>(
         &'a self,
         mut budget: Budget,
+        tries: u8,
         op: F,
     ) -> impl Future<Output = Result<T, Error>> + use<'a, T, F, Fut>
     where
@@ -470,7 +508,7 @@ impl Pool {
             let timeout = budget.remaining()?;
             let first = op(pick, timeout, budget.started()).await;
             let result = match first {
-                Err(Error::Stopped | Error::Hijacked) => {
+                Err(Error::Stopped | Error::Hijacked) if tries > 1 => {
                     Box::pin(async {
                         let pick = inner.acquire(&mut budget).await?;
                         let timeout = budget.remaining()?;

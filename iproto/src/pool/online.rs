@@ -25,13 +25,13 @@ pub(super) struct Member {
 
 /// The channel a call goes to: a snapshot of the online list and an index into it, so that
 /// picking costs no channel clone.
-pub(super) struct Pick {
+pub(crate) struct Pick {
     online: Snapshot,
     index: usize,
 }
 
 impl Pick {
-    pub(super) fn channel(&self) -> &Channel {
+    pub(crate) fn channel(&self) -> &Channel {
         &self.online[self.index].channel
     }
 }
@@ -82,6 +82,15 @@ impl Online {
 }
 
 impl Inner {
+    /// The channel a call takes at once when nothing has to wait: no rate limit and a
+    /// channel online; `None` sends the call down the general path.
+    pub(super) fn ready(self: &Arc<Self>) -> Option<Pick> {
+        if self.limiter.is_some() {
+            return None;
+        }
+        self.pick().ok().flatten()
+    }
+
     /// Picks the next online channel that still takes calls, without waiting.
     pub(super) fn pick(self: &Arc<Self>) -> Result<Option<Pick>, Error> {
         if self.stopped.load(Relaxed) {
