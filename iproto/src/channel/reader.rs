@@ -2,7 +2,7 @@
 //! the reply of a pending call, a late reply of an abandoned call (dropped and
 //! counted), a packet for the hijack buffer, a ping, a shutdown, or a request for the handler.
 
-use std::sync::atomic::Ordering::{Relaxed, SeqCst};
+use std::sync::atomic::Ordering::SeqCst;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
@@ -64,7 +64,7 @@ pub(crate) async fn run<R: AsyncRead + Unpin>(
                 batch.packets.push(packet);
             }
             if !batch.packets.is_empty() {
-                shared.stats.reader.packets_received.fetch_add(batch.packets.len() as u64, Relaxed);
+                Counters::add_owned(&shared.stats.reader.packets_received, batch.packets.len() as u64);
                 shared.touch();
                 process(&shared, &mut batch, &mut hijacked).await;
             }
@@ -97,7 +97,7 @@ pub(crate) async fn run<R: AsyncRead + Unpin>(
                 let pending = shared.outbox.pending().len();
                 return if pending > 0 { Err(Error::PeerClosed { pending }) } else { Ok(()) };
             }
-            shared.stats.reader.bytes_received.fetch_add(n as u64, Relaxed);
+            Counters::add_owned(&shared.stats.reader.bytes_received, n as u64);
         }
     }
     .await;
@@ -140,7 +140,7 @@ async fn process(shared: &Arc<Shared>, batch: &mut Batch, hijacked: &mut BytesMu
         // Replies whose calls gave up are not requests (docs/protocol.md, Matching replies; go-iproto hands them to the handler).
         // Counted before the calls of the same read complete, so a caller that sees its
         // reply also sees the count.
-        shared.stats.reader.late_replies.fetch_add(late, Relaxed);
+        Counters::add_owned(&shared.stats.reader.late_replies, late);
     }
     for (tx, body) in batch.completions.drain(..) {
         let _ = tx.send(Ok(body));
@@ -208,7 +208,7 @@ fn dispatch_now(shared: &Arc<Shared>, packet: Packet, hijacked: &mut BytesMut, b
         tracing::debug!(msg = h.msg, sync = h.sync, "no handler: request dropped");
         return None;
     };
-    Counters::inc(&shared.stats.reader.requests);
+    Counters::add_owned(&shared.stats.reader.requests, 1);
     // A handler that answers at once writes its reply into the batch: no handle, no future.
     let packet = match handler.reply_now(packet, &mut batch.replies) {
         Ok(written) => {

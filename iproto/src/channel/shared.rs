@@ -3,7 +3,7 @@
 //! life-cycle steps on it (stop, fail, close). Pending calls and the outgoing queue are the
 //! [`Outbox`]'s.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -95,11 +95,13 @@ impl Shared {
     /// Records that a complete packet arrived (idle timer).
     pub(crate) fn touch(&self) {
         let nanos = u64::try_from(self.base.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        self.last_read_nanos.store(nanos, SeqCst);
+        // Relaxed: the idle check only needs a recent value, and a sequentially consistent
+        // store is a locked instruction per read batch.
+        self.last_read_nanos.store(nanos, Relaxed);
     }
 
     pub(crate) fn last_read(&self) -> Instant {
-        self.base + Duration::from_nanos(self.last_read_nanos.load(SeqCst))
+        self.base + Duration::from_nanos(self.last_read_nanos.load(Relaxed))
     }
 
     /// Marks the channel stopped; returns false if it already was.

@@ -72,7 +72,8 @@ pub(crate) struct CallerCounters {
     pub packets_dropped: AtomicU64,
 }
 
-/// Counted by the reader.
+/// Counted by the reader. All but `handler_panics` (which handler tasks count too) have the
+/// reader task as their only writer, which adds to them with [`Counters::add_owned`].
 #[derive(Debug, Default)]
 #[repr(align(128))]
 pub(crate) struct ReaderCounters {
@@ -96,6 +97,13 @@ impl Counters {
     #[inline]
     pub fn inc(counter: &AtomicU64) {
         counter.fetch_add(1, Relaxed);
+    }
+
+    /// Adds `n` to a counter whose only writer is the calling task: a plain load and store,
+    /// not a locked read-modify-write (the server's reader counts every request).
+    #[inline]
+    pub fn add_owned(counter: &AtomicU64, n: u64) {
+        counter.store(counter.load(Relaxed).wrapping_add(n), Relaxed);
     }
 
     pub fn snapshot(&self, pending: u64) -> ChannelStats {
