@@ -1,10 +1,12 @@
 //! Running the subcommands: the thin network layer between the parsed [`Cli`](crate::cli::Cli) and the
 //! `iproto` runtime. Command output goes to stdout, logs to stderr through `tracing`.
 
+use std::future::Future;
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::FutureExt;
 use iproto::{CallOptions, Channel, ChannelConfig};
 
 use crate::bench::{self, ErrorKind};
@@ -166,8 +168,9 @@ pub fn ping_summary(addr: &str, sent: u64, rtts: &[Duration]) -> String {
 }
 
 impl bench::Connection for Channel {
-    async fn call(&self, msg: u32, body: &[u8]) -> Result<Bytes, ErrorKind> {
-        Channel::call(self, msg, body).await.map_err(|e| error_kind(&e))
+    fn call<'a>(&'a self, msg: u32, body: &'a [u8]) -> impl Future<Output = Result<Bytes, ErrorKind>> + Send + 'a {
+        // The channel's own future, mapped: no second state machine copying its arguments.
+        Channel::call(self, msg, body).map(|r| r.map_err(|e| error_kind(&e)))
     }
 }
 

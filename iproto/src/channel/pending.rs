@@ -3,8 +3,12 @@
 //! late reply is dropped and counted instead of reaching the handler (docs/protocol.md, Matching replies).
 //! Calls with the channel's default timeout carry their deadline here, for the sweep
 //! (`sweep.rs`) instead of a timer each.
+//!
+//! The calls live in a table of slots indexed by the low bits of their sync, kept at most half
+//! full: since syncs are handed out in sequence, a reply finds its call with one index and one
+//! comparison, no hashing (a hash map cost the client about 150 instructions per call).
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 
 use bytes::Bytes;
@@ -52,15 +56,24 @@ pub(crate) type Build = BuildHasherDefault<KeyHasher>;
 
 /// One call waiting for its reply.
 struct Call {
+    /// Its `(msg, sync)` key.
+    key: u64,
     tx: oneshot::Sender<CallResult>,
     /// When the sweep fails it with [`Error::Timeout`]; `None` if the call keeps its own
     /// timer (a per-call timeout).
     deadline: Option<Instant>,
 }
 
+/// Smallest slot table, allocated by the first call.
+const MIN_SLOTS: usize = 16;
+
 #[derive(Default)]
 pub(crate) struct Pending {
-    calls: HashMap<u64, Call, Build>,
+    /// `slots[sync & (len - 1)]`: a power-of-two table at most half full (empty until the
+    /// first call).
+    slots: Vec<Option<Call>>,
+    /// Calls in `slots`.
+    count: usize,
     /// Whether the sweep task runs (it ends when no call has a deadline).
     sweeping: bool,
     next_sync: u32,
@@ -70,33 +83,70 @@ pub(crate) struct Pending {
 
 impl Pending {
     /// Registers a call with code `msg` and returns its sync: the next counter value that is
-    /// not 0, not pending and not recently abandoned for that `msg`, and what to do
-    /// and whether the caller must start the sweep task (the call has a `deadline` for it and
+    /// not 0, whose slot is free and that was not recently abandoned for that `msg`; and
+    /// whether the caller must start the sweep task (the call has a `deadline` for it and
     /// none runs).
     pub fn insert(&mut self, msg: u32, tx: oneshot::Sender<CallResult>, deadline: Option<Instant>) -> (u32, bool) {
+        if (self.count + 1) * 2 > self.slots.len() {
+            self.grow();
+        }
+        let mask = self.slots.len() - 1;
         loop {
             self.next_sync = self.next_sync.wrapping_add(1);
             let sync = self.next_sync;
-            if sync == 0 {
+            let slot = &mut self.slots[sync as usize & mask];
+            // A slot still taken holds a call older than the table's length in syncs.
+            if sync == 0 || slot.is_some() {
                 continue;
             }
-            let k = key(msg, sync);
-            if self.abandoned_set.contains(&k) {
+            let key = key(msg, sync);
+            if !self.abandoned_set.is_empty() && self.abandoned_set.contains(&key) {
                 continue;
             }
-            if let std::collections::hash_map::Entry::Vacant(slot) = self.calls.entry(k) {
-                slot.insert(Call { tx, deadline });
-                let spawn = deadline.is_some() && !self.sweeping;
-                self.sweeping |= spawn;
-                return (sync, spawn);
-            }
+            *slot = Some(Call { key, tx, deadline });
+            self.count += 1;
+            let spawn = deadline.is_some() && !self.sweeping;
+            self.sweeping |= spawn;
+            return (sync, spawn);
         }
+    }
+
+    /// Doubles the table (from empty: `MIN_SLOTS`). Calls keep their place relative to the
+    /// wider mask: two syncs apart under the narrower one are apart under the wider one.
+    fn grow(&mut self) {
+        let len = (self.slots.len() * 2).max(MIN_SLOTS);
+        let mut slots: Vec<Option<Call>> = std::iter::repeat_with(|| None).take(len).collect();
+        for call in self.slots.drain(..).flatten() {
+            let at = call.key as u32 as usize & (len - 1);
+            slots[at] = Some(call);
+        }
+        self.slots = slots;
+    }
+
+    /// The slot of `k`, if it holds that call.
+    #[inline]
+    fn find(&mut self, k: u64) -> Option<&mut Option<Call>> {
+        let mask = self.slots.len().checked_sub(1)?;
+        let slot = &mut self.slots[k as u32 as usize & mask];
+        slot.as_ref().is_some_and(|c| c.key == k).then_some(slot)
+    }
+
+    /// Removes the call `k`, if it is pending.
+    #[inline]
+    fn remove(&mut self, k: u64) -> Option<Call> {
+        let call = self.find(k)?.take();
+        self.count -= 1;
+        if self.count == 0 && self.slots.len() > 8 * MIN_SLOTS {
+            // Idle again after a burst: give the big table back.
+            self.slots = Vec::new();
+        }
+        call
     }
 
     /// Takes the call waiting for `(msg, sync)`, if any.
     #[inline]
     pub fn take(&mut self, k: u64) -> Option<oneshot::Sender<CallResult>> {
-        self.calls.remove(&k).map(|c| c.tx)
+        self.remove(k).map(|c| c.tx)
     }
 
     /// Abandons every call whose deadline is not after `now` and returns them (with their
@@ -107,9 +157,9 @@ impl Pending {
     pub fn expire(&mut self, now: Instant, expired: &mut Vec<(u32, oneshot::Sender<CallResult>)>) -> Option<Instant> {
         let mut next: Option<Instant> = None;
         let mut due = Vec::new();
-        for (&k, call) in &self.calls {
+        for call in self.slots.iter().flatten() {
             match call.deadline {
-                Some(d) if d <= now => due.push(k),
+                Some(d) if d <= now => due.push(call.key),
                 Some(d) => next = Some(next.map_or(d, |n| n.min(d))),
                 None => {}
             }
@@ -133,7 +183,7 @@ impl Pending {
 
     /// [`abandon`](Self::abandon), returning the call's sender.
     fn abandon_take(&mut self, k: u64) -> Option<oneshot::Sender<CallResult>> {
-        let call = self.calls.remove(&k)?;
+        let call = self.remove(k)?;
         if self.abandoned_set.insert(k) {
             self.abandoned.push_back(k);
             if self.abandoned.len() > ABANDONED_CAP {
@@ -147,7 +197,7 @@ impl Pending {
 
     /// Forgets a call whose packet was never sent (no late reply can come).
     pub fn cancel(&mut self, k: u64) {
-        self.calls.remove(&k);
+        self.remove(k);
     }
 
     /// Whether `k` belongs to a recently abandoned call; forgets it if so.
@@ -163,15 +213,16 @@ impl Pending {
 
     /// Takes every pending call (the connection is gone).
     pub fn drain(&mut self) -> Vec<oneshot::Sender<CallResult>> {
-        self.calls.drain().map(|(_, c)| c.tx).collect()
+        self.count = 0;
+        std::mem::take(&mut self.slots).into_iter().flatten().map(|c| c.tx).collect()
     }
 
     pub fn len(&self) -> usize {
-        self.calls.len()
+        self.count
     }
 
     pub fn is_empty(&self) -> bool {
-        self.calls.is_empty()
+        self.count == 0
     }
 
     /// Whether any recently abandoned call is remembered (its late reply may still come).
@@ -202,15 +253,40 @@ mod tests {
         assert_eq!(p.insert(7, tx(), None).0, u32::MAX);
         // wraps: 0 is skipped
         assert_eq!(p.insert(7, tx(), None).0, 1);
-        // 2 is taken by msg 7: the next msg-7 call skips it, another msg may reuse it
-        p.next_sync = 1;
+        // a sync still pending is skipped, whatever the msg
+        p.next_sync = 0;
         assert_eq!(p.insert(9, tx(), None).0, 2);
         p.next_sync = 0;
-        assert_eq!(p.insert(7, tx(), None).0, 2);
-        p.next_sync = 0;
-        assert_eq!(p.insert(7, tx(), None).0, 3, "1 and 2 are pending for msg 7");
+        assert_eq!(p.insert(7, tx(), None).0, 3, "1 and 2 are pending");
+        assert_eq!(p.len(), 4);
     }
 
+    #[test]
+    fn calls_are_found_after_the_table_grows_and_it_shrinks_when_idle() {
+        let mut p = Pending::default();
+        let syncs: Vec<u32> = (0..1000).map(|_| p.insert(3, tx(), None).0).collect();
+        assert_eq!(p.len(), 1000);
+        assert!(p.slots.len() >= 2000 && p.slots.len().is_power_of_two(), "at most half full: {}", p.slots.len());
+        assert!(p.take(key(4, syncs[0])).is_none(), "another msg's reply does not match");
+        for &s in syncs.iter().rev() {
+            assert!(p.take(key(3, s)).is_some(), "sync {s} found");
+        }
+        assert!(p.is_empty());
+        assert!(p.slots.is_empty(), "an idle channel gives its big table back");
+    }
+
+    #[test]
+    fn a_long_pending_call_keeps_its_slot_and_its_sync_is_not_reused() {
+        let mut p = Pending::default();
+        let old = p.insert(1, tx(), None).0;
+        // Thousands of short calls pass while the first one waits.
+        for _ in 0..5000 {
+            let s = p.insert(1, tx(), None).0;
+            assert_ne!(s, old);
+            assert!(p.take(key(1, s)).is_some());
+        }
+        assert!(p.take(key(1, old)).is_some(), "the old call is still found");
+    }
     #[test]
     fn abandoned_keys_are_remembered_and_not_reused() {
         let mut p = Pending::default();
@@ -252,5 +328,41 @@ mod tests {
         }
         assert_eq!(p.abandoned.len(), ABANDONED_CAP);
         assert_eq!(p.abandoned_set.len(), ABANDONED_CAP);
+    }
+
+    proptest::proptest! {
+        // Against a map of the calls that should be pending: every pending call is found
+        // exactly once, taken calls are gone, and no two pending calls share a key.
+        #[test]
+        fn the_table_matches_a_map_of_pending_calls(ops in proptest::collection::vec((0u8..4, 0u32..3, 0usize..64), 1..400)) {
+            let mut p = Pending::default();
+            let mut model: Vec<u64> = Vec::new();
+            for (op, msg, pick) in ops {
+                match op {
+                    0 | 1 => {
+                        let s = p.insert(msg, tx(), None).0;
+                        let k = key(msg, s);
+                        proptest::prop_assert!(s != 0 && !model.contains(&k));
+                        model.push(k);
+                    }
+                    2 if !model.is_empty() => {
+                        let k = model.swap_remove(pick % model.len());
+                        proptest::prop_assert!(p.take(k).is_some());
+                        proptest::prop_assert!(p.take(k).is_none());
+                    }
+                    _ if !model.is_empty() => {
+                        let k = model.swap_remove(pick % model.len());
+                        proptest::prop_assert!(p.abandon(k));
+                        proptest::prop_assert!(p.take_abandoned(k));
+                    }
+                    _ => {}
+                }
+                proptest::prop_assert_eq!(p.len(), model.len());
+            }
+            for k in model {
+                proptest::prop_assert!(p.take(k).is_some());
+            }
+            proptest::prop_assert!(p.is_empty());
+        }
     }
 }
