@@ -2,11 +2,11 @@
 //! one lock, waits for its reply (or the sweep's timeout, or its own timer), and removes its
 //! entry if it gives up; notifications only queue.
 
-use std::future::Future;
+use std::future::{poll_fn, Future};
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::config::CallOptions;
@@ -92,13 +92,13 @@ impl Channel {
         }
         let timeout = opts.timeout.unwrap_or(s.config.request_timeout);
         let deadline = deadline.unwrap_or_else(|| Instant::now() + timeout);
-        let (tx, rx) = oneshot::channel();
         // The default timeout is enforced by the sweep; a per-call one by its own timer.
         let swept = opts.timeout.is_none();
-        // Register and, when the queue has room, queue the packet under one lock.
-        let (sync, spawn_sweep, queued) = {
+        // Register (with this task's waker) and, when the queue has room, queue the packet
+        // under one lock.
+        let (sync, spawn_sweep, queued) = poll_fn(|cx| {
             let mut book = s.outbox.book();
-            let (sync, spawn_sweep) = book.pending.insert(msg, tx, swept.then_some(deadline));
+            let (sync, spawn_sweep) = book.pending.insert(msg, swept.then_some(deadline), Some(cx.waker().clone()));
             // The body is borrowed afresh at each use: a slice kept in a local would be stored
             // in the future next to the body.
             let bytes = body.as_ref();
@@ -112,12 +112,14 @@ impl Channel {
                 book.calls += 1;
                 pushed
             };
-            (sync, spawn_sweep, queued)
-        };
+            Poll::Ready((sync, spawn_sweep, queued))
+        })
+        .await;
         if spawn_sweep {
             tokio::spawn(sweep::run(s.clone()));
         }
-        let mut guard = PendingGuard { shared: s, key: key(msg, sync), sent: false };
+        let k = key(msg, sync);
+        let mut guard = PendingGuard { shared: s, key: k, sent: false };
         let wait_for_room = match queued {
             Ok(true) => {
                 s.outbox.wake_writer.notify_one();
@@ -136,17 +138,23 @@ impl Channel {
             }
         }
         guard.sent = true;
+        // The reply is left in the call's slot and this task woken. Unless the call waited for
+        // room, the waker given at registration is this very poll's: the first poll need not
+        // look.
+        let mut registered = !wait_for_room;
+        let reply = poll_fn(|cx| {
+            if std::mem::take(&mut registered) {
+                return Poll::Pending;
+            }
+            s.outbox.pending().poll_reply(k, cx)
+        });
         // A per-call timeout's timer is boxed: most calls use the default timeout (the sweep),
         // and the timer would otherwise make every call's future bigger.
-        let reply = if swept { Ok(rx.await) } else { Box::pin(tokio::time::timeout_at(deadline, rx)).await };
+        let reply = if swept { Ok(reply.await) } else { Box::pin(tokio::time::timeout_at(deadline, reply)).await };
         match reply {
-            Ok(Ok(reply)) => {
+            Ok(reply) => {
                 guard.disarm();
                 reply.map_err(|e| self.failed(e))
-            }
-            Ok(Err(_)) => {
-                guard.disarm();
-                Err(self.failed(Error::Dropped(s.reason.get().cloned())))
             }
             Err(_) => Err(self.failed(Error::timeout(msg, timeout, TimeoutStage::Reply))),
         }

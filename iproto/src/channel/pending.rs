@@ -6,13 +6,17 @@
 //!
 //! The calls live in a table of slots indexed by the low bits of their sync, kept at most half
 //! full: since syncs are handed out in sequence, a reply finds its call with one index and one
-//! comparison, no hashing (a hash map cost the client about 150 instructions per call).
+//! comparison, no hashing (a hash map cost the client about 150 instructions per call). The
+//! reply is left in the call's slot and the call's task woken; the call takes it from there
+//! ([`poll_reply`](Pending::poll_reply)), so a call allocates no channel of its own (a
+//! `oneshot` per call cost about 370 instructions: its allocation, its state machine, its free).
 
 use std::collections::{HashSet, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 
+use std::task::{Context, Poll, Waker};
+
 use bytes::Bytes;
-use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use crate::Error;
@@ -54,14 +58,21 @@ impl Hasher for KeyHasher {
 
 pub(crate) type Build = BuildHasherDefault<KeyHasher>;
 
-/// One call waiting for its reply.
+/// One call in the table.
 struct Call {
     /// Its `(msg, sync)` key.
     key: u64,
-    tx: oneshot::Sender<CallResult>,
     /// When the sweep fails it with [`Error::Timeout`]; `None` if the call keeps its own
     /// timer (a per-call timeout).
     deadline: Option<Instant>,
+    state: State,
+}
+
+enum State {
+    /// Waiting for the reply; the call's waker once it has polled.
+    Waiting(Option<Waker>),
+    /// Ended (the reply, a timeout, the connection gone): for the call to take.
+    Done(CallResult),
 }
 
 /// Smallest slot table, allocated by the first call.
@@ -72,8 +83,10 @@ pub(crate) struct Pending {
     /// `slots[sync & (len - 1)]`: a power-of-two table at most half full (empty until the
     /// first call).
     slots: Vec<Option<Call>>,
-    /// Calls in `slots`.
-    count: usize,
+    /// Calls in `slots`, waiting or ended and not yet taken.
+    occupied: usize,
+    /// Calls waiting for their reply.
+    waiting: usize,
     /// Whether the sweep task runs (it ends when no call has a deadline).
     sweeping: bool,
     next_sync: u32,
@@ -86,8 +99,8 @@ impl Pending {
     /// not 0, whose slot is free and that was not recently abandoned for that `msg`; and
     /// whether the caller must start the sweep task (the call has a `deadline` for it and
     /// none runs).
-    pub fn insert(&mut self, msg: u32, tx: oneshot::Sender<CallResult>, deadline: Option<Instant>) -> (u32, bool) {
-        if (self.count + 1) * 2 > self.slots.len() {
+    pub fn insert(&mut self, msg: u32, deadline: Option<Instant>, waker: Option<Waker>) -> (u32, bool) {
+        if (self.occupied + 1) * 2 > self.slots.len() {
             self.grow();
         }
         let mask = self.slots.len() - 1;
@@ -103,8 +116,9 @@ impl Pending {
             if !self.abandoned_set.is_empty() && self.abandoned_set.contains(&key) {
                 continue;
             }
-            *slot = Some(Call { key, tx, deadline });
-            self.count += 1;
+            *slot = Some(Call { key, deadline, state: State::Waiting(waker) });
+            self.occupied += 1;
+            self.waiting += 1;
             let spawn = deadline.is_some() && !self.sweeping;
             self.sweeping |= spawn;
             return (sync, spawn);
@@ -123,7 +137,7 @@ impl Pending {
         self.slots = slots;
     }
 
-    /// The slot of `k`, if it holds that call.
+    /// The call `k`, if it is in the table.
     #[inline]
     fn find(&mut self, k: u64) -> Option<&mut Option<Call>> {
         let mask = self.slots.len().checked_sub(1)?;
@@ -131,42 +145,85 @@ impl Pending {
         slot.as_ref().is_some_and(|c| c.key == k).then_some(slot)
     }
 
-    /// Removes the call `k`, if it is pending.
+    /// The call `k`, if it waits for its reply.
     #[inline]
-    fn remove(&mut self, k: u64) -> Option<Call> {
-        let call = self.find(k)?.take();
-        self.count -= 1;
-        if self.count == 0 && self.slots.len() > 8 * MIN_SLOTS {
+    fn find_waiting(&mut self, k: u64) -> Option<&mut Call> {
+        self.find(k)?.as_mut().filter(|c| matches!(c.state, State::Waiting(_)))
+    }
+
+    /// Removes the call `k` from the table; whether it was still waiting.
+    fn remove(&mut self, k: u64) -> Option<bool> {
+        let call = self.find(k)?.take()?;
+        self.occupied -= 1;
+        let waiting = matches!(call.state, State::Waiting(_));
+        self.waiting -= usize::from(waiting);
+        if self.occupied == 0 && self.slots.len() > 8 * MIN_SLOTS {
             // Idle again after a burst: give the big table back.
             self.slots = Vec::new();
         }
-        call
+        Some(waiting)
     }
 
-    /// Takes the call waiting for `(msg, sync)`, if any.
+    /// Ends the waiting call `k` with `result()`; its waker, to wake once the table is
+    /// unlocked (`None` inside when it has none yet). `None`, with `result` not called, if no
+    /// call waits for `k`.
     #[inline]
-    pub fn take(&mut self, k: u64) -> Option<oneshot::Sender<CallResult>> {
-        self.remove(k).map(|c| c.tx)
+    pub fn complete(&mut self, k: u64, result: impl FnOnce() -> CallResult) -> Option<Option<Waker>> {
+        let call = self.find_waiting(k)?;
+        let State::Waiting(waker) = std::mem::replace(&mut call.state, State::Done(result())) else {
+            unreachable!("find_waiting returns waiting calls")
+        };
+        self.waiting -= 1;
+        Some(waker)
     }
 
-    /// Abandons every call whose deadline is not after `now` and returns them (with their
-    /// message codes), with the
-    /// earliest deadline left. With none left, the sweep is marked as ended: the next call with
-    /// a deadline starts a new one. A scan of the whole table, but only about once per timeout period:
-    /// every deadline is its call's start plus the same timeout.
-    pub fn expire(&mut self, now: Instant, expired: &mut Vec<(u32, oneshot::Sender<CallResult>)>) -> Option<Instant> {
+    /// The call `k`'s result once it has ended, removing it; else registers `cx`'s waker. A
+    /// call no longer in the table (it cannot be: only its own guard removes it) reads as
+    /// stopped.
+    #[inline]
+    pub fn poll_reply(&mut self, k: u64, cx: &Context<'_>) -> Poll<CallResult> {
+        let Some(slot) = self.find(k) else { return Poll::Ready(Err(Error::Stopped)) };
+        let Some(call) = slot.as_mut() else { return Poll::Ready(Err(Error::Stopped)) };
+        match &mut call.state {
+            State::Waiting(waker) => {
+                match waker {
+                    Some(w) if w.will_wake(cx.waker()) => {}
+                    _ => *waker = Some(cx.waker().clone()),
+                }
+                Poll::Pending
+            }
+            State::Done(_) => {
+                let Some(Call { state: State::Done(result), .. }) = slot.take() else {
+                    unreachable!("the slot holds an ended call")
+                };
+                self.occupied -= 1;
+                if self.occupied == 0 && self.slots.len() > 8 * MIN_SLOTS {
+                    self.slots = Vec::new();
+                }
+                Poll::Ready(result)
+            }
+        }
+    }
+
+    /// Ends every waiting call whose deadline is not after `now` with `timeout(msg)`,
+    /// remembering its key (its reply would be late) and collecting its waker; returns the
+    /// earliest deadline left. With none left, the sweep is marked as ended: the next call
+    /// with a deadline starts a new one. A scan of the whole table, but only about once per
+    /// timeout period: every deadline is its call's start plus the same timeout.
+    pub fn expire(&mut self, now: Instant, timeout: impl Fn(u32) -> Error, wakers: &mut Vec<Waker>) -> Option<Instant> {
         let mut next: Option<Instant> = None;
         let mut due = Vec::new();
         for call in self.slots.iter().flatten() {
-            match call.deadline {
-                Some(d) if d <= now => due.push(call.key),
-                Some(d) => next = Some(next.map_or(d, |n| n.min(d))),
-                None => {}
+            match (call.deadline, &call.state) {
+                (Some(d), State::Waiting(_)) if d <= now => due.push(call.key),
+                (Some(d), State::Waiting(_)) => next = Some(next.map_or(d, |n| n.min(d))),
+                _ => {}
             }
         }
         for k in due {
-            if let Some(tx) = self.abandon_take(k) {
-                expired.push(((k >> 32) as u32, tx));
+            if let Some(waker) = self.complete(k, || Err(timeout((k >> 32) as u32))) {
+                self.remember_abandoned(k);
+                wakers.extend(waker);
             }
         }
         if next.is_none() {
@@ -175,15 +232,17 @@ impl Pending {
         next
     }
 
-    /// Forgets a call that gave up (timeout, cancellation) and remembers its key, so that a
-    /// late reply is recognised. Returns whether it was still pending.
+    /// Forgets a call that gave up (its own timeout, cancellation); if it was still waiting,
+    /// remembers its key so that a late reply is recognised. Returns whether it was waiting.
     pub fn abandon(&mut self, k: u64) -> bool {
-        self.abandon_take(k).is_some()
+        let waiting = self.remove(k) == Some(true);
+        if waiting {
+            self.remember_abandoned(k);
+        }
+        waiting
     }
 
-    /// [`abandon`](Self::abandon), returning the call's sender.
-    fn abandon_take(&mut self, k: u64) -> Option<oneshot::Sender<CallResult>> {
-        let call = self.remove(k)?;
+    fn remember_abandoned(&mut self, k: u64) {
         if self.abandoned_set.insert(k) {
             self.abandoned.push_back(k);
             if self.abandoned.len() > ABANDONED_CAP {
@@ -192,7 +251,6 @@ impl Pending {
                 }
             }
         }
-        Some(call.tx)
     }
 
     /// Forgets a call whose packet was never sent (no late reply can come).
@@ -211,18 +269,26 @@ impl Pending {
         true
     }
 
-    /// Takes every pending call (the connection is gone).
-    pub fn drain(&mut self) -> Vec<oneshot::Sender<CallResult>> {
-        self.count = 0;
-        std::mem::take(&mut self.slots).into_iter().flatten().map(|c| c.tx).collect()
+    /// Ends every waiting call with `error` (the connection is gone) and returns their wakers.
+    pub fn fail_all(&mut self, error: impl Fn() -> Error) -> Vec<Waker> {
+        let mut wakers = Vec::new();
+        for call in self.slots.iter_mut().flatten() {
+            if let State::Waiting(waker) = &mut call.state {
+                wakers.extend(waker.take());
+                call.state = State::Done(Err(error()));
+            }
+        }
+        self.waiting = 0;
+        wakers
     }
 
+    /// Calls waiting for their reply.
     pub fn len(&self) -> usize {
-        self.count
+        self.waiting
     }
 
     pub fn is_empty(&self) -> bool {
-        self.count == 0
+        self.waiting == 0
     }
 
     /// Whether any recently abandoned call is remembered (its late reply may still come).
@@ -235,41 +301,46 @@ impl Pending {
 mod tests {
     use super::*;
 
-    fn tx() -> oneshot::Sender<CallResult> {
-        oneshot::channel().0
+    fn noop() -> Context<'static> {
+        Context::from_waker(Waker::noop())
+    }
+
+    /// Completes the call `k` with an empty reply and takes it, as a reply would.
+    fn reply(p: &mut Pending, k: u64) -> bool {
+        p.complete(k, || Ok(Bytes::new())).is_some() && matches!(p.poll_reply(k, &noop()), Poll::Ready(Ok(_)))
     }
 
     #[test]
     fn first_sync_is_one_and_per_msg() {
         let mut p = Pending::default();
-        assert_eq!(p.insert(42, tx(), None).0, 1);
-        assert_eq!(p.insert(43, tx(), None).0, 2);
+        assert_eq!(p.insert(42, None, None).0, 1);
+        assert_eq!(p.insert(43, None, None).0, 2);
         assert_eq!(p.len(), 2);
     }
 
     #[test]
     fn sync_skips_zero_and_pending_after_wrap() {
         let mut p = Pending { next_sync: u32::MAX - 1, ..Default::default() };
-        assert_eq!(p.insert(7, tx(), None).0, u32::MAX);
+        assert_eq!(p.insert(7, None, None).0, u32::MAX);
         // wraps: 0 is skipped
-        assert_eq!(p.insert(7, tx(), None).0, 1);
+        assert_eq!(p.insert(7, None, None).0, 1);
         // a sync still pending is skipped, whatever the msg
         p.next_sync = 0;
-        assert_eq!(p.insert(9, tx(), None).0, 2);
+        assert_eq!(p.insert(9, None, None).0, 2);
         p.next_sync = 0;
-        assert_eq!(p.insert(7, tx(), None).0, 3, "1 and 2 are pending");
+        assert_eq!(p.insert(7, None, None).0, 3, "1 and 2 are pending");
         assert_eq!(p.len(), 4);
     }
 
     #[test]
     fn calls_are_found_after_the_table_grows_and_it_shrinks_when_idle() {
         let mut p = Pending::default();
-        let syncs: Vec<u32> = (0..1000).map(|_| p.insert(3, tx(), None).0).collect();
+        let syncs: Vec<u32> = (0..1000).map(|_| p.insert(3, None, None).0).collect();
         assert_eq!(p.len(), 1000);
         assert!(p.slots.len() >= 2000 && p.slots.len().is_power_of_two(), "at most half full: {}", p.slots.len());
-        assert!(p.take(key(4, syncs[0])).is_none(), "another msg's reply does not match");
+        assert!(!reply(&mut p, key(4, syncs[0])), "another msg's reply does not match");
         for &s in syncs.iter().rev() {
-            assert!(p.take(key(3, s)).is_some(), "sync {s} found");
+            assert!(reply(&mut p, key(3, s)), "sync {s} found");
         }
         assert!(p.is_empty());
         assert!(p.slots.is_empty(), "an idle channel gives its big table back");
@@ -278,23 +349,23 @@ mod tests {
     #[test]
     fn a_long_pending_call_keeps_its_slot_and_its_sync_is_not_reused() {
         let mut p = Pending::default();
-        let old = p.insert(1, tx(), None).0;
+        let old = p.insert(1, None, None).0;
         // Thousands of short calls pass while the first one waits.
         for _ in 0..5000 {
-            let s = p.insert(1, tx(), None).0;
+            let s = p.insert(1, None, None).0;
             assert_ne!(s, old);
-            assert!(p.take(key(1, s)).is_some());
+            assert!(reply(&mut p, key(1, s)));
         }
-        assert!(p.take(key(1, old)).is_some(), "the old call is still found");
+        assert!(reply(&mut p, key(1, old)), "the old call is still found");
     }
     #[test]
     fn abandoned_keys_are_remembered_and_not_reused() {
         let mut p = Pending::default();
-        let s = p.insert(5, tx(), None).0;
+        let s = p.insert(5, None, None).0;
         assert!(p.abandon(key(5, s)));
         assert!(p.is_empty());
         p.next_sync = s - 1;
-        assert_ne!(p.insert(5, tx(), None).0, s, "an abandoned key is not handed out again");
+        assert_ne!(p.insert(5, None, None).0, s, "an abandoned key is not handed out again");
         assert!(p.take_abandoned(key(5, s)));
         assert!(!p.take_abandoned(key(5, s)), "each late reply is recognised once");
     }
@@ -303,27 +374,64 @@ mod tests {
     fn sweep_expires_due_calls_and_ends_when_none_has_a_deadline() {
         let mut p = Pending::default();
         let t0 = Instant::now();
-        let (s1, spawn) = p.insert(1, tx(), Some(t0));
+        let woken = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let waker = Waker::from(std::sync::Arc::new(Count(woken.clone())));
+        let (s1, spawn) = p.insert(1, Some(t0), Some(waker));
         assert!(spawn, "the first call with a deadline starts the sweep");
-        let (_, spawn) = p.insert(1, tx(), Some(t0 + std::time::Duration::from_secs(1)));
+        let (s2, spawn) = p.insert(1, Some(t0 + std::time::Duration::from_secs(1)), None);
         assert!(!spawn, "one sweep at a time");
-        let (_, spawn) = p.insert(1, tx(), None);
+        let (s3, spawn) = p.insert(1, None, None);
         assert!(!spawn, "a call with its own timer needs no sweep");
-        let mut expired = Vec::new();
-        assert_eq!(p.expire(t0, &mut expired), Some(t0 + std::time::Duration::from_secs(1)));
-        assert_eq!(expired.len(), 1);
+        let timeout = |msg| Error::timeout(msg, std::time::Duration::from_secs(1), crate::TimeoutStage::Reply);
+        let mut wakers = Vec::new();
+        assert_eq!(p.expire(t0, timeout, &mut wakers), Some(t0 + std::time::Duration::from_secs(1)));
+        assert_eq!((wakers.len(), p.len()), (1, 2), "the due call ended; its waker is handed back");
+        wakers.drain(..).for_each(Waker::wake);
+        assert_eq!(woken.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert!(matches!(p.poll_reply(key(1, s1), &noop()), Poll::Ready(Err(Error::Timeout { msg: 1, .. }))));
         assert!(p.take_abandoned(key(1, s1)), "an expired call's late reply is recognised");
-        expired.clear();
-        assert_eq!(p.expire(t0 + std::time::Duration::from_secs(1), &mut expired), None);
-        assert_eq!((expired.len(), p.len()), (1, 1), "the call with its own timer stays");
-        assert!(p.insert(1, tx(), Some(t0)).1, "the sweep ended: the next call starts one");
+        assert_eq!(p.expire(t0 + std::time::Duration::from_secs(1), timeout, &mut wakers), None);
+        assert!(matches!(p.poll_reply(key(1, s2), &noop()), Poll::Ready(Err(Error::Timeout { .. }))));
+        assert_eq!(p.len(), 1, "the call with its own timer stays");
+        assert!(p.poll_reply(key(1, s3), &noop()).is_pending());
+        assert!(p.insert(1, Some(t0), None).1, "the sweep ended: the next call starts one");
+    }
+
+    struct Count(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+    impl std::task::Wake for Count {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_reply_left_in_the_slot_wakes_the_call_that_polled_and_failing_all_ends_the_rest() {
+        let mut p = Pending::default();
+        let woken = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let waker = Waker::from(std::sync::Arc::new(Count(woken.clone())));
+        let (a, _) = p.insert(5, None, None);
+        let (b, _) = p.insert(5, None, None);
+        let cx = Context::from_waker(&waker);
+        assert!(p.poll_reply(key(5, a), &cx).is_pending(), "waiting: the waker is registered");
+        let w = p.complete(key(5, a), || Ok(Bytes::from_static(b"r"))).expect("a waits");
+        w.expect("a polled, so it has a waker").wake();
+        assert_eq!(woken.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert!(p.complete(key(5, a), || unreachable!("a ended already")).is_none(), "a second reply is not a's");
+        assert_eq!(p.len(), 1, "only b waits");
+        let wakers = p.fail_all(|| Error::Stopped);
+        assert!(wakers.is_empty(), "b never polled");
+        assert!(p.is_empty());
+        assert!(matches!(p.poll_reply(key(5, a), &noop()), Poll::Ready(Ok(r)) if &r[..] == b"r"), "a keeps its reply");
+        assert!(matches!(p.poll_reply(key(5, b), &noop()), Poll::Ready(Err(Error::Stopped))));
+        assert!(p.slots.iter().all(Option::is_none), "both taken");
     }
 
     #[test]
     fn abandoned_memory_is_bounded() {
         let mut p = Pending::default();
         for _ in 0..ABANDONED_CAP * 2 {
-            let s = p.insert(1, tx(), None).0;
+            let s = p.insert(1, None, None).0;
             p.abandon(key(1, s));
         }
         assert_eq!(p.abandoned.len(), ABANDONED_CAP);
@@ -340,15 +448,15 @@ mod tests {
             for (op, msg, pick) in ops {
                 match op {
                     0 | 1 => {
-                        let s = p.insert(msg, tx(), None).0;
+                        let s = p.insert(msg, None, None).0;
                         let k = key(msg, s);
                         proptest::prop_assert!(s != 0 && !model.contains(&k));
                         model.push(k);
                     }
                     2 if !model.is_empty() => {
                         let k = model.swap_remove(pick % model.len());
-                        proptest::prop_assert!(p.take(k).is_some());
-                        proptest::prop_assert!(p.take(k).is_none());
+                        proptest::prop_assert!(reply(&mut p, k));
+                        proptest::prop_assert!(!reply(&mut p, k));
                     }
                     _ if !model.is_empty() => {
                         let k = model.swap_remove(pick % model.len());
@@ -360,7 +468,7 @@ mod tests {
                 proptest::prop_assert_eq!(p.len(), model.len());
             }
             for k in model {
-                proptest::prop_assert!(p.take(k).is_some());
+                proptest::prop_assert!(reply(&mut p, k));
             }
             proptest::prop_assert!(p.is_empty());
         }

@@ -38,7 +38,8 @@ pub(crate) struct ReaderOutput<R> {
 struct Batch {
     packets: Vec<Packet>,
     others: Vec<Packet>,
-    completions: Vec<(tokio::sync::oneshot::Sender<super::pending::CallResult>, bytes::Bytes)>,
+    /// The tasks of the calls this read completed, woken once the table is unlocked.
+    completions: Vec<std::task::Waker>,
     /// Replies of handlers that answered at once, written to the outbox in one go.
     replies: BytesMut,
     reply_count: usize,
@@ -123,10 +124,10 @@ async fn process(shared: &Arc<Shared>, batch: &mut Batch, hijacked: &mut BytesMu
             // every packet is a request or a control packet, with no lookup each.
             std::mem::swap(&mut batch.packets, &mut batch.others);
         }
-        for packet in batch.packets.drain(..) {
+        for mut packet in batch.packets.drain(..) {
             let k = key(packet.header.msg, packet.header.sync);
-            if let Some(tx) = pending.take(k) {
-                batch.completions.push((tx, packet.body));
+            if let Some(waker) = pending.complete(k, || Ok(std::mem::take(&mut packet.body))) {
+                batch.completions.extend(waker);
             } else if pending.take_abandoned(k) {
                 late += 1;
                 tracing::debug!(msg = packet.header.msg, sync = packet.header.sync, "dropped a late reply");
@@ -142,8 +143,8 @@ async fn process(shared: &Arc<Shared>, batch: &mut Batch, hijacked: &mut BytesMu
         // reply also sees the count.
         Counters::add_owned(&shared.stats.reader.late_replies, late);
     }
-    for (tx, body) in batch.completions.drain(..) {
-        let _ = tx.send(Ok(body));
+    for waker in batch.completions.drain(..) {
+        waker.wake();
     }
     if emptied {
         shared.changed.notify_waiters();

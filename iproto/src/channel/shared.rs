@@ -138,9 +138,9 @@ impl Shared {
         self.begin_stop();
         self.close_outbox();
         self.cancel.cancel();
-        let calls = self.outbox.pending().drain();
-        for tx in calls {
-            let _ = tx.send(Err(Error::Dropped(reason.clone())));
+        let wakers = self.outbox.pending().fail_all(|| Error::Dropped(reason.clone()));
+        for waker in wakers {
+            waker.wake();
         }
         self.changed.notify_waiters();
     }

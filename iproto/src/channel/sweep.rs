@@ -15,15 +15,17 @@ use crate::error::{Error, TimeoutStage};
 
 /// Runs until the channel closes.
 pub(crate) async fn run(shared: Arc<Shared>) {
-    let mut expired = Vec::new();
+    let mut wakers = Vec::new();
+    let timeout = |msg| Error::timeout(msg, shared.config.request_timeout, TimeoutStage::Reply);
     loop {
         let (next, emptied) = {
             let mut pending = shared.outbox.pending();
-            let next = pending.expire(Instant::now(), &mut expired);
-            (next, !expired.is_empty() && pending.is_empty())
+            let before = pending.len();
+            let next = pending.expire(Instant::now(), timeout, &mut wakers);
+            (next, pending.len() < before && pending.is_empty())
         };
-        for (msg, tx) in expired.drain(..) {
-            let _ = tx.send(Err(Error::timeout(msg, shared.config.request_timeout, TimeoutStage::Reply)));
+        for waker in wakers.drain(..) {
+            waker.wake();
         }
         if emptied {
             shared.changed.notify_waiters();
