@@ -155,14 +155,18 @@ impl Pending {
     /// Removes the call `k` from the table; whether it was still waiting.
     fn remove(&mut self, k: u64) -> Option<bool> {
         let call = self.find(k)?.take()?;
-        self.occupied -= 1;
         let waiting = matches!(call.state, State::Waiting(_));
         self.waiting -= usize::from(waiting);
+        self.vacated();
+        Some(waiting)
+    }
+
+    /// Counts a slot emptied; an idle table after a burst is given back.
+    fn vacated(&mut self) {
+        self.occupied -= 1;
         if self.occupied == 0 && self.slots.len() > 8 * MIN_SLOTS {
-            // Idle again after a burst: give the big table back.
             self.slots = Vec::new();
         }
-        Some(waiting)
     }
 
     /// Ends the waiting call `k` with `result()`; its waker, to wake once the table is
@@ -197,10 +201,7 @@ impl Pending {
                 let Some(Call { state: State::Done(result), .. }) = slot.take() else {
                     unreachable!("the slot holds an ended call")
                 };
-                self.occupied -= 1;
-                if self.occupied == 0 && self.slots.len() > 8 * MIN_SLOTS {
-                    self.slots = Vec::new();
-                }
+                self.vacated();
                 Poll::Ready(result)
             }
         }
