@@ -5,7 +5,8 @@
 # against the lean peer. 32-byte echo, closed loop, loopback only.
 #
 # Rounds are interleaved (every pair of every cell once per round, in a rotating order) and
-# the table shows medians over the rounds. CPU per call is utime+stime of the server process
+# the table shows medians over the rounds, and the paired ratios: the median over the rounds of
+# each round's own ratio to lean -> lean (steadier when the machine's speed drifts). CPU per call is utime+stime of the server process
 # (from /proc/PID/stat) and of the client process (this shell's reaped-children time, also from
 # /proc/PID/stat), each divided by the client's successful calls. Clients and servers share the
 # machine's cores, so compare ratios within one run, never figures across runs.
@@ -271,6 +272,18 @@ function spread(c, p,    n, i, v, lo, hi, m) {
     add($1 SUBSEP p SUBSEP "cps", $5); add($1 SUBSEP p SUBSEP "p50", $6); add($1 SUBSEP p SUBSEP "p99", $7)
     add($1 SUBSEP p SUBSEP "err", $8); add($1 SUBSEP p SUBSEP "ccpu", $9); add($1 SUBSEP p SUBSEP "scpu", $10)
     errs[$1 SUBSEP p] += $8
+    round_cps[$1 SUBSEP p SUBSEP $4] = $5; rounds[$4] = 1
+}
+# The median over the rounds of (pair p / lean -> lean) measured in the same round: the rounds
+# of one cell run back to back, so this ratio drifts less with the machine than a ratio of
+# medians does.
+function paired(c, p,    r, key, n, x) {
+    key = c SUBSEP p SUBSEP "paired"; delete vals[key]
+    for (r in rounds)
+        if ((c SUBSEP p SUBSEP r) in round_cps && (c SUBSEP "lean:lean" SUBSEP r) in round_cps && round_cps[c SUBSEP "lean:lean" SUBSEP r] > 0)
+            add(key, round_cps[c SUBSEP p SUBSEP r] / round_cps[c SUBSEP "lean:lean" SUBSEP r])
+    if (!(key in vals)) return "-"
+    x = median(key); return sprintf("%.2f", x)
 }
 END {
     nc = split(cells, C, " "); np = split(pairs, P, " ")
@@ -305,6 +318,15 @@ END {
             printf "| %s | %s | %s | %s | %s | %s | %s / %s us |\n", c, rate(c, "lean:ours"), rate(c, "ours:lean"), rate(c, "lean:lean"),
                 ratio(get(c, "lean:ours", "cps"), ll), ratio(get(c, "ours:lean", "cps"), ll),
                 us(c, "lean:ours", "p99"), us(c, "ours:lean", "p99")
+        }
+        print ""
+        print "Paired ratios to lean -> lean (median over the rounds of each round'"'"'s own ratio):"
+        print ""
+        print "| conns x callers | ours -> ours | lean -> ours (our server) | ours -> lean (our client) | go -> go |"
+        print "|---|---|---|---|---|"
+        for (i = 1; i <= nc; i++) {
+            c = C[i]
+            printf "| %s | %s | %s | %s | %s |\n", c, paired(c, "ours:ours"), paired(c, "lean:ours"), paired(c, "ours:lean"), paired(c, "go:go")
         }
     }
     print ""
