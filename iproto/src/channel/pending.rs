@@ -75,6 +75,17 @@ enum State {
     Done(CallResult),
 }
 
+impl Call {
+    /// Ends the call with `result()` if it is waiting: its waker (`None` inside when it has
+    /// none yet); `None`, with `result` not called, if it had ended already.
+    fn end(&mut self, result: impl FnOnce() -> CallResult) -> Option<Option<Waker>> {
+        let State::Waiting(waker) = &mut self.state else { return None };
+        let waker = waker.take();
+        self.state = State::Done(result());
+        Some(waker)
+    }
+}
+
 /// Smallest slot table, allocated by the first call (a slot is about 90 bytes: an idle
 /// channel keeps little).
 const MIN_SLOTS: usize = 4;
@@ -146,12 +157,6 @@ impl Pending {
         slot.as_ref().is_some_and(|c| c.key == k).then_some(slot)
     }
 
-    /// The call `k`, if it waits for its reply.
-    #[inline]
-    fn find_waiting(&mut self, k: u64) -> Option<&mut Call> {
-        self.find(k)?.as_mut().filter(|c| matches!(c.state, State::Waiting(_)))
-    }
-
     /// Removes the call `k` from the table; whether it was still waiting.
     fn remove(&mut self, k: u64) -> Option<bool> {
         let call = self.find(k)?.take()?;
@@ -174,10 +179,7 @@ impl Pending {
     /// call waits for `k`.
     #[inline]
     pub fn complete(&mut self, k: u64, result: impl FnOnce() -> CallResult) -> Option<Option<Waker>> {
-        let call = self.find_waiting(k)?;
-        let State::Waiting(waker) = std::mem::replace(&mut call.state, State::Done(result())) else {
-            unreachable!("find_waiting returns waiting calls")
-        };
+        let waker = self.find(k)?.as_mut()?.end(result)?;
         self.waiting -= 1;
         Some(waker)
     }
@@ -188,23 +190,17 @@ impl Pending {
     #[inline]
     pub fn poll_reply(&mut self, k: u64, cx: &Context<'_>) -> Poll<CallResult> {
         let Some(slot) = self.find(k) else { return Poll::Ready(Err(Error::Stopped)) };
-        let Some(call) = slot.as_mut() else { return Poll::Ready(Err(Error::Stopped)) };
-        match &mut call.state {
-            State::Waiting(waker) => {
-                match waker {
-                    Some(w) if w.will_wake(cx.waker()) => {}
-                    _ => *waker = Some(cx.waker().clone()),
-                }
-                Poll::Pending
+        if let Some(Call { state: State::Waiting(waker), .. }) = slot {
+            if !waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                *waker = Some(cx.waker().clone());
             }
-            State::Done(_) => {
-                let Some(Call { state: State::Done(result), .. }) = slot.take() else {
-                    unreachable!("the slot holds an ended call")
-                };
-                self.vacated();
-                Poll::Ready(result)
-            }
+            return Poll::Pending;
         }
+        let Some(Call { state: State::Done(result), .. }) = slot.take() else {
+            return Poll::Ready(Err(Error::Stopped));
+        };
+        self.vacated();
+        Poll::Ready(result)
     }
 
     /// Ends every waiting call whose deadline is not after `now` with `timeout(msg)`,
@@ -275,10 +271,7 @@ impl Pending {
     pub fn fail_all(&mut self, error: impl Fn() -> Error) -> Vec<Waker> {
         let mut wakers = Vec::new();
         for call in self.slots.iter_mut().flatten() {
-            if let State::Waiting(waker) = &mut call.state {
-                wakers.extend(waker.take());
-                call.state = State::Done(Err(error()));
-            }
+            wakers.extend(call.end(|| Err(error())).flatten());
         }
         self.waiting = 0;
         wakers

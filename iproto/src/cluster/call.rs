@@ -167,15 +167,9 @@ impl Cluster {
                         // Removed from the list meanwhile: nothing to record against it.
                         return self.after_first(key, op, opts, call, id, e).await;
                     };
-                    match e {
-                        // The channel stopped before the request left: the pool's second try.
-                        Error::Stopped | Error::Hijacked => {
-                            match Box::pin(member.pool.call_waiting(msg, body, opts, Some(deadline), 1)).await {
-                                Ok(reply) => return Ok(reply),
-                                Err(e) => (member, e),
-                            }
-                        }
-                        e => (member, e),
+                    match member.pool.second_try(e, msg, body, opts, Some(deadline)).await {
+                        Ok(reply) => return Ok(reply),
+                        Err(e) => (member, e),
                     }
                 }
                 Chosen::Member(member) => {
@@ -184,6 +178,7 @@ impl Cluster {
                     // notification with a timeout of its own and a packet sent as is are
                     // bounded here.
                     let result = match op {
+                        // No channel was ready: the pool's own call, which waits for one.
                         Op::Call { msg, body } => {
                             Box::pin(member.pool.call_until(msg, body, opts, Some(deadline))).await
                         }

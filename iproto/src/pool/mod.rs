@@ -411,22 +411,39 @@ impl Pool {
         // online, nothing waits, so the budget's bookkeeping is not needed. Everything else
         // (a token, a wait for a channel, the second try) is the boxed general path.
         async move {
-            let tries = match self.inner.ready() {
+            let e = match self.inner.ready() {
                 Some(pick) => match pick.channel().call_until(msg, body, opts, deadline).await {
-                    // Stopped before the request left: the general path makes the second try.
-                    Err(Error::Stopped | Error::Hijacked) => 1,
-                    result => return result,
+                    Err(e) => e,
+                    reply => return reply,
                 },
-                None => 2,
+                None => return Box::pin(self.call_waiting(msg, body, opts, deadline, 2)).await,
             };
-            Box::pin(self.call_waiting(msg, body, opts, deadline, tries)).await
+            self.second_try(e, msg, body, opts, deadline).await
+        }
+    }
+
+    /// After a first try on [`ready`](Self::ready)'s channel failed with `e`: when that
+    /// channel had stopped before the request left, the pool's second try on another (the
+    /// general path, boxed); else `e`.
+    pub(crate) async fn second_try(
+        &self,
+        e: Error,
+        msg: u32,
+        body: &[u8],
+        opts: CallOptions,
+        deadline: Option<Instant>,
+    ) -> Result<Bytes, Error> {
+        if channel_stopped(&e) {
+            Box::pin(self.call_waiting(msg, body, opts, deadline, 1)).await
+        } else {
+            Err(e)
         }
     }
 
     /// [`call_until`](Self::call_until) through the general path (rate limit, the wait for
     /// a channel) under one budget, in up to `tries` tries (1 after a fast first try that
     /// found its channel stopped).
-    pub(crate) async fn call_waiting(
+    async fn call_waiting(
         &self,
         msg: u32,
         body: &[u8],
@@ -508,7 +525,7 @@ impl Pool {
             let timeout = budget.remaining()?;
             let first = op(pick, timeout, budget.started()).await;
             let result = match first {
-                Err(Error::Stopped | Error::Hijacked) if tries > 1 => {
+                Err(e) if tries > 1 && channel_stopped(&e) => {
                     Box::pin(async {
                         let pick = inner.acquire(&mut budget).await?;
                         let timeout = budget.remaining()?;
@@ -521,6 +538,12 @@ impl Pool {
             result.map_err(|e| budget.whole(e))
         }
     }
+}
+
+/// Whether a call failed because its channel had stopped before the request left: safe to
+/// try once more on another channel.
+fn channel_stopped(e: &Error) -> bool {
+    matches!(e, Error::Stopped | Error::Hijacked)
 }
 
 impl Sender for Pool {
