@@ -91,10 +91,12 @@ impl<'de> Reader<'de> {
     /// [`Reader::from_bytes`], a copy otherwise.
     #[inline]
     pub fn take_bytes(&mut self, n: usize) -> Result<Bytes, DecodeError> {
+        let start = self.pos;
         let slice = self.take(n)?;
         Ok(match self.owner {
-            Some(owner) => owner.slice_ref(slice),
-            None => Bytes::copy_from_slice(slice),
+            // `input` is all of `owner`, so positions in one are positions in the other.
+            Some(owner) => owner.slice(start..start + n),
+            None => copy_out(slice),
         })
     }
 
@@ -161,5 +163,36 @@ impl<'de> Reader<'de> {
     #[cold]
     fn short(&self, needed: usize) -> DecodeError {
         DecodeError::new(DecodeErrorKind::UnexpectedEnd { needed, remaining: self.remaining() }, self.pos)
+    }
+}
+
+/// A `Bytes` field read from a borrowed slice: a copy, out of the zero-copy path's way.
+#[cold]
+#[inline(never)]
+fn copy_out(slice: &[u8]) -> Bytes {
+    Bytes::copy_from_slice(slice)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_taken_from_bytes_share_them_and_from_a_slice_are_copied() {
+        let input = Bytes::from_static(b"..abc.");
+        let mut r = Reader::from_bytes(&input);
+        r.take(2).unwrap();
+        let shared = r.take_bytes(3).unwrap();
+        assert_eq!(&shared[..], b"abc");
+        assert_eq!(shared.as_ptr(), input[2..].as_ptr(), "a slice of the input, not a copy");
+        assert_eq!((r.position(), r.remaining()), (5, 1));
+        assert!(r.take_bytes(2).is_err(), "past the end");
+        assert_eq!(r.position(), 5, "a failed take consumes nothing");
+
+        let mut r = Reader::new(&input[..]);
+        r.take(2).unwrap();
+        let copied = r.take_bytes(3).unwrap();
+        assert_eq!(&copied[..], b"abc");
+        assert_ne!(copied.as_ptr(), input[2..].as_ptr());
     }
 }
