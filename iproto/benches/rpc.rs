@@ -220,16 +220,17 @@ fn bench(c: &mut Criterion) {
 /// raw and typed rounds alternately and reports medians of wall time and of CPU time (client
 /// and server together) per call, and the median per-round ratios.
 fn interleaved() {
-    const ROUNDS: usize = 61;
     const CALLS: u64 = 64 * 400;
+    // RPC_BENCH_ROUNDS: fewer rounds, e.g. under callgrind.
+    let rounds = std::env::var("RPC_BENCH_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(61);
     let Pair { rt, raw, typed } = setup();
     let m = support::interleave(
-        ROUNDS,
+        rounds,
         CALLS,
         || rt.block_on(run(CALLS, raw.clone())),
         || rt.block_on(run(CALLS, typed.clone())),
     );
-    println!("{}", m.line(ROUNDS, CALLS, "raw", "typed"));
+    println!("{}", m.line(rounds, CALLS, "raw", "typed"));
 }
 
 criterion_group!(benches, bench);
