@@ -338,7 +338,7 @@ impl Load {
                     let mut n = 0u64;
                     while !stop.load(SeqCst) {
                         let id = w << 32 | n;
-                        let idempotent = n % 2 == 0;
+                        let idempotent = n.is_multiple_of(2);
                         n += 1;
                         let body = [&id.to_le_bytes()[..], &[0]].concat();
                         let opts = CallOptions { idempotent, ..CallOptions::timeout(Duration::from_secs(5)) };

@@ -269,7 +269,7 @@ async fn floods_of_stray_packets_leave_the_server_serving() {
                 0 => 0xff02 + (x >> 8) % 0xfd,
                 _ => x >> 4,
             };
-            let sync = if x % 3 == 0 { 0 } else { next() };
+            let sync = if x.is_multiple_of(3) { 0 } else { next() };
             let len = (x >> 20) % 64;
             out.extend_from_slice(&header(msg, len, sync));
             out.resize(out.len() + len as usize, (x >> 3) as u8);

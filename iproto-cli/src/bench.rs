@@ -300,7 +300,7 @@ fn group(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(' ');
         }
         out.push(c);
@@ -569,11 +569,11 @@ mod tests {
     impl Connection for Flaky {
         async fn call(&self, _msg: u32, body: &[u8]) -> Result<Bytes, ErrorKind> {
             let n = self.n.fetch_add(1, Ordering::Relaxed) + 1;
-            if n % self.fail_every == 0 {
+            if n.is_multiple_of(self.fail_every) {
                 return Err(ErrorKind::Timeout);
             }
             let mut reply = body.to_vec();
-            if n % self.corrupt_every == 0 {
+            if n.is_multiple_of(self.corrupt_every) {
                 reply[0] ^= 1;
             }
             Ok(reply.into())

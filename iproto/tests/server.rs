@@ -117,7 +117,7 @@ async fn thousand_connections_leak_nothing() {
         let c = Channel::connect(&server.addr, ChannelConfig::client()).await.expect("connect");
         let reply = c.call(1, &i.to_le_bytes()).await.unwrap_or_else(|e| panic!("call {i}: {e:?}"));
         assert_eq!(reply[..], i.to_le_bytes());
-        if i % 2 == 0 {
+        if i.is_multiple_of(2) {
             c.close();
         } else {
             within("a client's graceful shutdown", c.shutdown()).await;

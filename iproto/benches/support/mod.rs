@@ -49,7 +49,7 @@ pub fn interleave(rounds: usize, calls: u64, a: impl Fn() -> Duration, b: impl F
     };
     let [mut aw, mut bw, mut wall_ratio, mut ac, mut bc, mut cpu_ratio]: [Vec<f64>; 6] = Default::default();
     for round in 0..rounds {
-        let ((wa, ca), (wb, cb)) = if round % 2 == 0 {
+        let ((wa, ca), (wb, cb)) = if round.is_multiple_of(2) {
             let first = measure(&a);
             (first, measure(&b))
         } else {

@@ -49,7 +49,7 @@ pub trait Handler: Send + Sync + 'static {
         Self: Sized,
     {
         let this = Arc::clone(self);
-        Started::new(async move { this.handle(packet, channel).await })
+        Started::build(move || async move { this.handle(packet, channel).await })
     }
 
     /// The reply to `packet` computed now, without a future, a task or a channel handle; or
@@ -120,7 +120,7 @@ where
 
     fn start(self: &Arc<Self>, packet: Packet, channel: Channel) -> Started {
         // The closure's future owns what it needs: no handle on the closure is taken.
-        Started::new(self.as_ref()(packet, channel))
+        Started::build(|| self.as_ref()(packet, channel))
     }
 }
 

@@ -9,7 +9,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::{BufMut, Bytes, BytesMut};
-use futures_util::future::MaybeDone;
+use pin_project_lite::pin_project;
 
 use crate::wire::{Header, HEADER_LEN};
 
@@ -116,17 +116,36 @@ trait Task: Send {
     fn write_body(self: Pin<&mut Self>, out: &mut BytesMut) -> bool;
 }
 
-impl<F> Task for MaybeDone<F>
+pin_project! {
+    /// A handler's future until it finishes, then its reply until written. The reply is taken
+    /// out of its own `Option`, which moves the reply alone and not the whole slot (a slot the
+    /// size of a typed handler's future is copied with a call to `memcpy`).
+    #[project = SlotProj]
+    enum Slot<F: Future> {
+        Running { #[pin] future: F },
+        Done { reply: Option<F::Output> },
+    }
+}
+
+impl<F> Task for Slot<F>
 where
     F: Future + Send,
     F::Output: Reply + 'static,
 {
-    fn poll_done(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        self.poll(cx)
+    fn poll_done(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let reply = match self.as_mut().project() {
+            SlotProj::Running { future } => std::task::ready!(future.poll(cx)),
+            SlotProj::Done { .. } => return Poll::Ready(()),
+        };
+        self.set(Slot::Done { reply: Some(reply) });
+        Poll::Ready(())
     }
 
     fn write_body(self: Pin<&mut Self>, out: &mut BytesMut) -> bool {
-        self.take_output().is_some_and(|reply| reply.write_body(out))
+        match self.project() {
+            SlotProj::Done { reply } => reply.take().is_some_and(|reply| reply.write_body(out)),
+            SlotProj::Running { .. } => false,
+        }
     }
 }
 
@@ -147,7 +166,18 @@ impl Started {
         F: Future + Send + 'static,
         F::Output: Reply + 'static,
     {
-        Started(Inner::Task(Box::pin(MaybeDone::Future(future))))
+        Started::build(move || future)
+    }
+
+    /// Boxes the future `make` returns, built in its box's memory rather than moved there.
+    pub(crate) fn build<F>(make: impl FnOnce() -> F) -> Started
+    where
+        F: Future + Send + 'static,
+        F::Output: Reply + 'static,
+    {
+        let slot: Box<std::mem::MaybeUninit<Slot<F>>> = Box::new_uninit();
+        let task: Box<Slot<F>> = Box::write(slot, Slot::Running { future: make() });
+        Started(Inner::Task(Box::into_pin(task)))
     }
 
     /// A reply known at once; `None` sends no reply.
