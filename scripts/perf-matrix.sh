@@ -6,9 +6,10 @@
 #
 # Rounds are interleaved (every pair of every cell once per round, in a rotating order) and
 # the table shows medians over the rounds, and the paired ratios: the median over the rounds of
-# each round's own ratio to lean -> lean (steadier when the machine's speed drifts). CPU per call is utime+stime of the server process
-# (from /proc/PID/stat) and of the client process (this shell's reaped-children time, also from
-# /proc/PID/stat), each divided by the client's successful calls. Clients and servers share the
+# each round's own ratio to lean -> lean (steadier when the machine's speed drifts). CPU per
+# call is utime+stime of the server process (from /proc/PID/stat) and of the client process
+# (this shell's reaped-children time, also from /proc/PID/stat), each divided by the client's
+# successful calls. Clients and servers share the
 # machine's cores, so compare ratios within one run, never figures across runs.
 #
 # Usage: scripts/perf-matrix.sh [--rounds N] [--duration SECS] [--cells "1x1 1x64 4x256"]
@@ -277,11 +278,13 @@ function spread(c, p,    n, i, v, lo, hi, m) {
 # The median over the rounds of (pair p / lean -> lean) measured in the same round: the rounds
 # of one cell run back to back, so this ratio drifts less with the machine than a ratio of
 # medians does.
-function paired(c, p,    r, key, n, x) {
+function paired(c, p,    r, key, mine, lean, x) {
     key = c SUBSEP p SUBSEP "paired"; delete vals[key]
-    for (r in rounds)
-        if ((c SUBSEP p SUBSEP r) in round_cps && (c SUBSEP "lean:lean" SUBSEP r) in round_cps && round_cps[c SUBSEP "lean:lean" SUBSEP r] > 0)
-            add(key, round_cps[c SUBSEP p SUBSEP r] / round_cps[c SUBSEP "lean:lean" SUBSEP r])
+    for (r in rounds) {
+        mine = c SUBSEP p SUBSEP r; lean = c SUBSEP "lean:lean" SUBSEP r
+        if (mine in round_cps && lean in round_cps && round_cps[lean] > 0)
+            add(key, round_cps[mine] / round_cps[lean])
+    }
     if (!(key in vals)) return "-"
     x = median(key); return sprintf("%.2f", x)
 }

@@ -411,7 +411,7 @@ impl Pool {
         // online, nothing waits, so the budget's bookkeeping is not needed. Everything else
         // (a token, a wait for a channel, the second try) is the boxed general path.
         async move {
-            let e = match self.inner.ready() {
+            let e = match self.ready() {
                 Some(pick) => match pick.channel().call_until(msg, body, opts, deadline).await {
                     Err(e) => e,
                     reply => return reply,
