@@ -1,7 +1,7 @@
-//! The writer task: one per connection. It waits until the outbox has packets, yields once so
-//! that callers woken at the same time add theirs to the same batch (without it, batches
-//! collapse to one packet per write), then swaps the outbox's buffer out and writes it in one
-//! go, bounded by the write timeout.
+//! The writer task: one per connection. It waits until the outbox has packets, yields so that
+//! callers woken at the same time add theirs to the same batch (without it, batches collapse
+//! to one packet per write; it yields again while the batch keeps growing), then swaps the
+//! outbox's buffer out and writes it in one go, bounded by the write timeout.
 //!
 //! On sockets the reader may also write a batch of replies itself
 //! ([`Outbox::write_direct`](super::outbox::Outbox::write_direct)) when the writer is idle
@@ -62,6 +62,13 @@ impl<W: AsyncWrite + Unpin + Send> DirectWrite for WriteHalf<W> {
 /// holds little memory.
 const KEEP_CAPACITY: usize = 8 * 1024;
 
+/// How many times in a row the writer lets callers run before it takes a batch, as long as
+/// each turn brought more packets. One turn was not enough: at 1 x 64 against the lean server,
+/// `iproto bench` wrote 22 packets per `send` and spent 1.08 us of CPU per call; waiting while
+/// the batch grows makes it 62 packets per `send` and 0.90 us (and 4 x 256 0.64 -> 0.57 us),
+/// while a lone caller still waits one turn only (its batch does not grow).
+const MAX_YIELDS: usize = 4;
+
 /// The writer task. Returns the write half (for hijack) when it stops.
 pub(crate) async fn run<W: AsyncWrite + Unpin>(shared: Arc<Shared>, half: Arc<WriteHalf<W>>) -> W {
     let mut batch = BytesMut::new();
@@ -71,8 +78,17 @@ pub(crate) async fn run<W: AsyncWrite + Unpin>(shared: Arc<Shared>, half: Arc<Wr
             _ = shared.cancel.cancelled() => break,
             _ = shared.outbox.wake_writer.notified() => {}
         }
-        // Let callers that are runnable now add their packets to this batch.
-        tokio::task::yield_now().await;
+        // Let callers that are runnable now add their packets to this batch, and again while
+        // they keep adding (see MAX_YIELDS).
+        let mut queued = shared.outbox.open_batch();
+        for _ in 0..MAX_YIELDS {
+            tokio::task::yield_now().await;
+            let now = shared.outbox.open_batch();
+            if now == queued {
+                break;
+            }
+            queued = now;
+        }
         let last = shared.writer_stop.load(SeqCst);
         let packets = shared.outbox.take(&mut batch, last);
         if !batch.is_empty() {
