@@ -62,12 +62,12 @@ impl<W: AsyncWrite + Unpin + Send> DirectWrite for WriteHalf<W> {
 /// holds little memory.
 const KEEP_CAPACITY: usize = 8 * 1024;
 
-/// How many times in a row the writer lets callers run before it takes a batch, as long as
-/// each turn brought more packets. One turn was not enough: at 1 x 64 against the lean server,
-/// `iproto bench` wrote 22 packets per `send` and spent 1.08 us of CPU per call; waiting while
-/// the batch grows makes it 62 packets per `send` and 0.90 us (and 4 x 256 0.64 -> 0.57 us),
-/// while a lone caller still waits one turn only (its batch does not grow).
-const MAX_YIELDS: usize = 4;
+/// How many turns the writer lets callers run before it takes a batch: a second turn only
+/// when the first brought packets. One turn was not enough: at 1 x 64 against the lean
+/// server, `iproto bench` wrote 22 packets per `send` and spent 1.08 us of CPU per call; with
+/// the second turn it is 62 packets per `send` and 0.88 us (4 x 256: 0.64 -> 0.59 us). A lone
+/// caller still waits one turn (its batch does not grow); more turns measured no better.
+const MAX_YIELDS: usize = 2;
 
 /// The writer task. Returns the write half (for hijack) when it stops.
 pub(crate) async fn run<W: AsyncWrite + Unpin>(shared: Arc<Shared>, half: Arc<WriteHalf<W>>) -> W {
