@@ -129,6 +129,37 @@ struct Pair<R, T> {
     typed: Arc<T>,
 }
 
+/// What the "typed" slot runs (`RPC_BENCH_SIDE`, see the module docs).
+#[derive(Clone, Copy)]
+enum Side {
+    /// The generated client against the typed service.
+    Typed,
+    /// Hand-packed calls to this message code: `aa` (the hand-written handler), `server`
+    /// (the typed service), `server-codec` (a handler using the derived codec).
+    HandPacked(u32),
+    /// `raw-stack`, `client-enc`, `client-dec`, `client`: see the module docs.
+    RawStack,
+    ClientEnc,
+    ClientDec,
+    Client,
+}
+
+impl Side {
+    fn from_env() -> Side {
+        match std::env::var("RPC_BENCH_SIDE").unwrap_or_default().as_str() {
+            "aa" => Side::HandPacked(RAW_MSG),
+            "server" => Side::HandPacked(MSG),
+            "server-codec" => Side::HandPacked(CODEC_MSG),
+            "raw-stack" => Side::RawStack,
+            "client-enc" => Side::ClientEnc,
+            "client-dec" => Side::ClientDec,
+            "client" => Side::Client,
+            "" => Side::Typed,
+            other => panic!("unknown RPC_BENCH_SIDE {other:?} (see the module docs)"),
+        }
+    }
+}
+
 fn setup() -> Pair<impl Fn(u64) -> RawFut + Send + Sync + 'static, impl Fn(u64) -> TypedFut + Send + Sync + 'static> {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     // One server and one connection for both, so that neither gets the better thread or
@@ -139,8 +170,8 @@ fn setup() -> Pair<impl Fn(u64) -> RawFut + Send + Sync + 'static, impl Fn(u64) 
         mux.handle(CODEC_MSG, codec_handler).expect("route");
         connect(mux).await
     });
-    // RPC_BENCH_SIDE: see the module docs.
-    let side = std::env::var("RPC_BENCH_SIDE").unwrap_or_default();
+    // Parsed once: a string match per call would cost the typed slot alone.
+    let side = Side::from_env();
     let raw = channel.clone();
     let raw_call = Arc::new(move |id: u64| -> RawFut {
         let ch = raw.clone();
@@ -153,20 +184,13 @@ fn setup() -> Pair<impl Fn(u64) -> RawFut + Send + Sync + 'static, impl Fn(u64) 
     let typed = BenchClient::new(channel);
     let typed_call = Arc::new(move |id: u64| -> TypedFut {
         let kv = typed.clone();
-        match side.as_str() {
-            "aa" | "server" | "server-codec" => {
-                let msg = match side.as_str() {
-                    "aa" => RAW_MSG,
-                    "server" => MSG,
-                    _ => CODEC_MSG,
-                };
-                Box::pin(async move {
-                    let reply = kv.sender().call(msg, &pack_request(id, NAME)).await.expect("call");
-                    let (back, name) = parse_reply(&reply).expect("reply");
-                    assert_eq!((back, name.len()), (id, NAME.len()));
-                })
-            }
-            "raw-stack" => Box::pin(async move {
+        match side {
+            Side::HandPacked(msg) => Box::pin(async move {
+                let reply = kv.sender().call(msg, &pack_request(id, NAME)).await.expect("call");
+                let (back, name) = parse_reply(&reply).expect("reply");
+                assert_eq!((back, name.len()), (id, NAME.len()));
+            }),
+            Side::RawStack => Box::pin(async move {
                 let mut body = [0u8; 44];
                 body[..8].copy_from_slice(&id.to_le_bytes());
                 body[8..12].copy_from_slice(&(NAME.len() as u32).to_le_bytes());
@@ -175,19 +199,19 @@ fn setup() -> Pair<impl Fn(u64) -> RawFut + Send + Sync + 'static, impl Fn(u64) 
                 let (back, name) = parse_reply(&reply).expect("reply");
                 assert_eq!((back, name.len()), (id, NAME.len()));
             }),
-            "client-enc" => Box::pin(async move {
+            Side::ClientEnc => Box::pin(async move {
                 let body = iproto::pack(&Echo { id, name: Bytes::from_static(NAME) }).expect("pack");
                 let reply = kv.sender().call(RAW_MSG, &body).await.expect("call");
                 let (back, name) = parse_reply(&reply).expect("reply");
                 assert_eq!((back, name.len()), (id, NAME.len()));
             }),
-            "client-dec" => Box::pin(async move {
+            Side::ClientDec => Box::pin(async move {
                 let reply = kv.sender().call(RAW_MSG, &pack_request(id, NAME)).await.expect("call");
                 let back: Echo = iproto::rpc::flatten::<Echo, RemoteError>(iproto::rpc::decode_reply(RAW_MSG, &reply))
                     .expect("reply");
                 assert_eq!((back.id, back.name.len()), (id, NAME.len()));
             }),
-            "client" => Box::pin(async move {
+            Side::Client => Box::pin(async move {
                 let req = Echo { id, name: Bytes::from_static(NAME) };
                 let back = iproto::rpc::call_flat::<_, Echo, Echo, RemoteError>(
                     kv.sender(),
@@ -199,7 +223,7 @@ fn setup() -> Pair<impl Fn(u64) -> RawFut + Send + Sync + 'static, impl Fn(u64) 
                 .expect("call");
                 assert_eq!((back.id, back.name.len()), (id, NAME.len()));
             }),
-            _ => Box::pin(async move {
+            Side::Typed => Box::pin(async move {
                 let back = kv.echo(&Echo { id, name: Bytes::from_static(NAME) }).await.expect("call");
                 assert_eq!((back.id, back.name.len()), (id, NAME.len()));
             }),
