@@ -88,6 +88,13 @@ fn parse_reply(body: &Bytes) -> Option<(u64, Bytes)> {
     (code == [0, 0, 0, 0]).then(|| parse_echo(&body.slice(4..)))?
 }
 
+/// Asserts that a hand-parsed reply echoes call `id`.
+#[inline]
+fn check_reply(reply: &Bytes, id: u64) {
+    let (back, name) = parse_reply(reply).expect("reply");
+    assert_eq!((back, name.len()), (id, NAME.len()));
+}
+
 type RawFut = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 type TypedFut = RawFut;
 
@@ -177,8 +184,7 @@ fn setup() -> Pair<impl Fn(u64) -> RawFut + Send + Sync + 'static, impl Fn(u64) 
         let ch = raw.clone();
         Box::pin(async move {
             let reply = ch.call(RAW_MSG, &pack_request(id, NAME)).await.expect("call");
-            let (back, name) = parse_reply(&reply).expect("reply");
-            assert_eq!((back, name.len()), (id, NAME.len()));
+            check_reply(&reply, id);
         })
     });
     let typed = BenchClient::new(channel);
@@ -187,8 +193,7 @@ fn setup() -> Pair<impl Fn(u64) -> RawFut + Send + Sync + 'static, impl Fn(u64) 
         match side {
             Side::HandPacked(msg) => Box::pin(async move {
                 let reply = kv.sender().call(msg, &pack_request(id, NAME)).await.expect("call");
-                let (back, name) = parse_reply(&reply).expect("reply");
-                assert_eq!((back, name.len()), (id, NAME.len()));
+                check_reply(&reply, id);
             }),
             Side::RawStack => Box::pin(async move {
                 let mut body = [0u8; 44];
@@ -196,14 +201,12 @@ fn setup() -> Pair<impl Fn(u64) -> RawFut + Send + Sync + 'static, impl Fn(u64) 
                 body[8..12].copy_from_slice(&(NAME.len() as u32).to_le_bytes());
                 body[12..].copy_from_slice(NAME);
                 let reply = kv.sender().call(RAW_MSG, &body).await.expect("call");
-                let (back, name) = parse_reply(&reply).expect("reply");
-                assert_eq!((back, name.len()), (id, NAME.len()));
+                check_reply(&reply, id);
             }),
             Side::ClientEnc => Box::pin(async move {
                 let body = iproto::pack(&Echo { id, name: Bytes::from_static(NAME) }).expect("pack");
                 let reply = kv.sender().call(RAW_MSG, &body).await.expect("call");
-                let (back, name) = parse_reply(&reply).expect("reply");
-                assert_eq!((back, name.len()), (id, NAME.len()));
+                check_reply(&reply, id);
             }),
             Side::ClientDec => Box::pin(async move {
                 let reply = kv.sender().call(RAW_MSG, &pack_request(id, NAME)).await.expect("call");
