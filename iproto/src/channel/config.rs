@@ -5,7 +5,7 @@ use std::fmt;
 use std::time::Duration;
 
 use super::handler::{BoxHandler, Handler};
-use super::life::{BoxError, Callback, InitHook};
+use super::hooks::{BoxError, Callback, InitHook};
 use super::Channel;
 use crate::wire::DEFAULT_SIZE_LIMIT;
 

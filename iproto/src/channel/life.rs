@@ -1,81 +1,20 @@
-//! A channel's life-cycle hooks: the init hook that runs before a channel takes traffic, the
-//! callbacks run when a graceful shutdown starts and when the connection has closed, and the
-//! cancellation tokens that tell handlers about either. Every hook is bounded in time and a
+//! Running a channel's life-cycle hooks (see `hooks.rs`): the init hook before a channel takes
+//! traffic, the callbacks when a graceful shutdown starts and when the connection has closed,
+//! and the cancellation tokens that tell handlers about either. Every hook is bounded in time and a
 //! panicking one is caught, so no hook can hang or kill a connection's shutdown.
 
-use std::fmt;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::FutureExt;
-use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 
+use super::hooks::{BoxError, Callback, Registered};
 use super::shared::Shared;
 use super::Channel;
 use crate::Error;
-
-/// The error type an init hook may fail with: anything convertible to a boxed error
-/// (`iproto::Error`, a `CallError`, a `String`).
-pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
-
-type HookFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
-
-/// Runs on a new channel before it takes traffic: see [`ChannelConfig::with_init`]
-/// (go-iproto's `ChannelConfig.Init`).
-///
-/// [`ChannelConfig::with_init`]: super::ChannelConfig::with_init
-#[derive(Clone)]
-pub struct InitHook(Arc<dyn Fn(Channel) -> HookFuture<Result<(), BoxError>> + Send + Sync>);
-
-impl InitHook {
-    /// Wraps an async function of the new channel.
-    pub fn new<F, Fut, E>(hook: F) -> Self
-    where
-        F: Fn(Channel) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<(), E>> + Send + 'static,
-        E: Into<BoxError>,
-    {
-        InitHook(Arc::new(move |ch| {
-            let running = hook(ch);
-            Box::pin(async move { running.await.map_err(Into::into) })
-        }))
-    }
-}
-
-impl fmt::Debug for InitHook {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("InitHook")
-    }
-}
-
-/// A life-cycle callback: an async function of the channel, run on shutdown or on close (see
-/// [`ChannelConfig::on_shutdown`] and [`ChannelConfig::on_close`]).
-///
-/// [`ChannelConfig::on_shutdown`]: super::ChannelConfig::on_shutdown
-/// [`ChannelConfig::on_close`]: super::ChannelConfig::on_close
-#[derive(Clone)]
-pub struct Callback(Arc<dyn Fn(Channel) -> HookFuture<()> + Send + Sync>);
-
-impl Callback {
-    /// Wraps an async function of the channel.
-    pub fn new<F, Fut>(callback: F) -> Self
-    where
-        F: Fn(Channel) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = ()> + Send + 'static,
-    {
-        Callback(Arc::new(move |ch| Box::pin(callback(ch))))
-    }
-}
-
-impl fmt::Debug for Callback {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Callback")
-    }
-}
 
 /// The init hook did not finish within [`callback_timeout`](super::ChannelConfig::callback_timeout).
 #[derive(Debug, thiserror::Error)]
@@ -87,38 +26,9 @@ struct InitTimedOut(Duration);
 #[error("panicked")]
 struct InitPanicked;
 
-/// Callbacks registered on a running channel, after the config's.
-#[derive(Default)]
-struct Registered {
-    on_shutdown: Vec<Callback>,
-    on_close: Vec<Callback>,
-    /// The shutdown callbacks ran or were discarded: later ones are ignored.
-    shutdown_done: bool,
-    /// The close callbacks ran: later ones run at once.
-    closed: bool,
-}
-
-/// A channel's life-cycle state, part of its shared state.
-#[derive(Default)]
-pub(crate) struct Life {
-    /// Cancelled when the channel stops taking new calls (shutdown started, hijack, close).
-    pub(crate) stopping: CancellationToken,
-    /// The init hook's result; set once.
-    init: OnceCell<Result<(), Error>>,
-    /// Held while the init hook or a batch of callbacks runs, so they never overlap.
-    running: tokio::sync::Mutex<()>,
-    registered: Mutex<Registered>,
-}
-
-impl Life {
-    fn registered(&self) -> MutexGuard<'_, Registered> {
-        self.registered.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
 /// Runs `callback` on `channel`, bounded by `bound`, with a panic caught and logged.
 async fn run_one(callback: &Callback, channel: Channel, bound: Duration, kind: &'static str) {
-    let started = std::panic::catch_unwind(AssertUnwindSafe(|| (callback.0)(channel)));
+    let started = std::panic::catch_unwind(AssertUnwindSafe(|| callback.start(channel)));
     let outcome = match started {
         Ok(running) => tokio::time::timeout(bound, AssertUnwindSafe(running).catch_unwind()).await,
         Err(_) => Ok(Err(Box::new(()) as Box<dyn std::any::Any + Send>)),
@@ -201,7 +111,7 @@ impl Channel {
             .get_or_init(|| async {
                 let _serial = s.life.running.lock().await;
                 let bound = s.config.callback_timeout;
-                let result = match std::panic::catch_unwind(AssertUnwindSafe(|| (hook.0)(self.clone()))) {
+                let result = match std::panic::catch_unwind(AssertUnwindSafe(|| hook.start(self.clone()))) {
                     Err(_) => Err(Box::new(InitPanicked) as BoxError),
                     Ok(running) => match tokio::time::timeout(bound, AssertUnwindSafe(running).catch_unwind()).await {
                         Ok(Ok(result)) => result,

@@ -22,6 +22,7 @@
 mod call;
 mod config;
 mod handler;
+mod hooks;
 mod keepalive;
 mod life;
 mod outbox;
@@ -46,7 +47,7 @@ use tracing::Instrument;
 
 pub use config::{CallOptions, ChannelConfig};
 pub use handler::{immediate, BoxHandler, Handler, Immediate};
-pub use life::{BoxError, Callback, InitHook};
+pub use hooks::{BoxError, Callback, InitHook};
 pub use reply::{Reply, Started};
 pub use stats::ChannelStats;
 

@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::config::ChannelConfig;
-use super::life::Life;
+use super::hooks::Life;
 use super::outbox::Outbox;
 use super::stats;
 use crate::net::{Addr, Transport};
