@@ -9,15 +9,8 @@ use bytes::Bytes;
 
 use crate::channel::pending::Build;
 use crate::channel::{BoxHandler, Channel, Handler, Started};
+pub use crate::error::DuplicateRoute;
 use crate::wire::Packet;
-
-/// Registering a code twice (go-iproto panics; we return this).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("iproto: multiple handlers for message code {code:#x}")]
-pub struct DuplicateRoute {
-    /// The code registered twice.
-    pub code: u32,
-}
 
 /// What happens to a request whose code has no handler.
 #[derive(Clone, Default)]

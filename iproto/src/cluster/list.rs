@@ -1,66 +1,10 @@
 //! The server list: MR::IProto's string form `HOST:PORT[:WEIGHT],...` (plus `unix:/path[:WEIGHT]`
-//! entries), a builder, and [`ClusterError`], the typed error of lists and balancers.
+//! entries) and a builder; their typed error, [`ClusterError`], is defined with the crate's other errors.
 
 use std::fmt;
 use std::str::FromStr;
 
-/// The largest weight a server may have: bounds the points of a `consistent` ring.
-pub const MAX_WEIGHT: u32 = 1000;
-
-/// What is wrong with a server list, or why a balancer could not pick a server.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ClusterError {
-    /// The list names no server.
-    #[error("server list is empty")]
-    EmptyList,
-    /// An entry between two commas is empty.
-    #[error("server list entry {position} is empty")]
-    EmptyEntry {
-        /// 1-based position in the list.
-        position: usize,
-    },
-    /// An entry has no `:PORT`.
-    #[error("server {entry:?} has no port: expected HOST:PORT[:WEIGHT] or unix:/path[:WEIGHT]")]
-    MissingPort {
-        /// The entry as written.
-        entry: String,
-    },
-    /// The port is not a number from 1 to 65535.
-    #[error("server {entry:?}: port {port:?} is not a number from 1 to 65535")]
-    BadPort {
-        /// The entry as written.
-        entry: String,
-        /// The port as written.
-        port: String,
-    },
-    /// The weight is not a whole number from 1 to [`MAX_WEIGHT`].
-    #[error("server {entry:?}: weight {weight:?} is not a whole number from 1 to {MAX_WEIGHT}")]
-    BadWeight {
-        /// The entry as written.
-        entry: String,
-        /// The weight as written.
-        weight: String,
-    },
-    /// The same server appears twice.
-    #[error("server {addr} is listed twice")]
-    Duplicate {
-        /// The server's address.
-        addr: String,
-    },
-    /// A keyed balancing mode was used for a call without a key.
-    #[error("balancing mode {balance} needs a key: call through Cluster::by_key")]
-    KeyRequired {
-        /// The mode's name.
-        balance: &'static str,
-    },
-    /// An unknown balancing mode name.
-    #[error("unknown balancing mode {0:?}: expected round-robin, hash-crc32, ketama or consistent")]
-    UnknownBalance(String),
-    /// Every server was tried (or is down) and none took the call.
-    #[error("no server of the cluster is available")]
-    NoServer,
-}
+pub use crate::error::{ClusterError, MAX_WEIGHT};
 
 /// Where one server listens.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
