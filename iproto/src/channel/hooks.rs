@@ -111,7 +111,8 @@ pub(crate) struct Life {
 }
 
 impl Life {
+    /// The callbacks registered on the channel (a lock no panic can wedge).
     pub(crate) fn registered(&self) -> MutexGuard<'_, Registered> {
-        self.registered.lock().unwrap_or_else(|e| e.into_inner())
+        crate::lock::lock(&self.registered)
     }
 }
