@@ -185,8 +185,7 @@ fn prefix_min_size(mode: Mode) -> usize {
 
 #[inline(always)]
 fn unpack_raw<'de>(r: &mut Reader<'de>, mode: Mode) -> Result<&'de [u8], DecodeError> {
-    let len = r.read_len(mode)?;
-    r.take(len)
+    r.read_prefixed(mode)
 }
 
 #[inline(always)]
@@ -245,8 +244,7 @@ impl<'de> IprotoUnpack<'de> for &'de [u8] {
 impl<'de> IprotoUnpack<'de> for Bytes {
     #[inline]
     fn unpack(r: &mut Reader<'de>, mode: Mode) -> Result<Self, DecodeError> {
-        let len = r.read_len(mode)?;
-        r.take_bytes(len)
+        r.read_prefixed_bytes(mode)
     }
     fn min_size(mode: Mode) -> usize {
         prefix_min_size(mode)

@@ -126,13 +126,54 @@ impl<'de> Reader<'de> {
         let start = self.pos;
         let len = self.read_prefix(mode)?;
         if len > self.remaining() {
-            self.pos = start;
-            return Err(DecodeError::new(
-                DecodeErrorKind::LengthBeyondInput { what: "length", len: len as u64, remaining: self.remaining() },
-                start,
-            ));
+            return Err(self.beyond_input(start, len));
         }
         Ok(len)
+    }
+
+    /// Reads a byte string with a `u32` length prefix in `mode` (one bounds check for both).
+    #[inline]
+    pub fn read_prefixed(&mut self, mode: Mode) -> Result<&'de [u8], DecodeError> {
+        let start = self.pos;
+        let len = self.read_prefix(mode)?;
+        match self.input.get(self.pos..).and_then(|rest| rest.get(..len)) {
+            Some(out) => {
+                self.pos += len;
+                Ok(out)
+            }
+            None => Err(self.beyond_input(start, len)),
+        }
+    }
+
+    /// [`read_prefixed`](Self::read_prefixed) as `Bytes`: a zero-copy slice when the reader
+    /// was made by [`Reader::from_bytes`], a copy otherwise.
+    #[inline]
+    pub fn read_prefixed_bytes(&mut self, mode: Mode) -> Result<Bytes, DecodeError> {
+        let start = self.pos;
+        let len = self.read_prefix(mode)?;
+        let at = self.pos;
+        match self.input.get(at..).and_then(|rest| rest.get(..len)) {
+            Some(out) => {
+                self.pos += len;
+                Ok(match self.owner {
+                    // `input` is all of `owner`, so positions in one are positions in the other.
+                    Some(owner) => owner.slice(at..at + len),
+                    None => copy_out(out),
+                })
+            }
+            None => Err(self.beyond_input(start, len)),
+        }
+    }
+
+    /// A length prefix at `start` that claims more than the input holds; the reader goes back
+    /// to `start`.
+    #[cold]
+    fn beyond_input(&mut self, start: usize, len: usize) -> DecodeError {
+        self.pos = start;
+        DecodeError::new(
+            DecodeErrorKind::LengthBeyondInput { what: "length", len: len as u64, remaining: self.remaining() },
+            start,
+        )
     }
 
     /// Reads a `u32` element count in `mode` and checks it against the remaining input, given
@@ -195,5 +236,23 @@ mod tests {
         let copied = r.take_bytes(3).unwrap();
         assert_eq!(&copied[..], b"abc");
         assert_ne!(copied.as_ptr(), input[2..].as_ptr());
+    }
+
+    #[test]
+    fn a_prefixed_string_is_read_with_its_length_or_not_at_all() {
+        let input = Bytes::from_static(b"\x03\x00\x00\x00abc\x05\x00\x00\x00de");
+        let mut r = Reader::from_bytes(&input);
+        let shared = r.read_prefixed_bytes(Mode::Fixed).unwrap();
+        assert_eq!(&shared[..], b"abc");
+        assert_eq!(shared.as_ptr(), input[4..].as_ptr(), "a slice of the input, not a copy");
+        let err = r.read_prefixed_bytes(Mode::Fixed).unwrap_err();
+        assert!(matches!(err.kind(), DecodeErrorKind::LengthBeyondInput { len: 5, remaining: 6, .. }), "{err}");
+        assert_eq!((r.position(), err.offset()), (7, 7), "a failed read consumes nothing");
+        let mut r = Reader::new(&input[7..]);
+        assert!(r.read_prefixed(Mode::Fixed).is_err());
+        assert_eq!(r.position(), 0);
+        let mut r = Reader::new(&input[..7]);
+        assert_eq!(r.read_prefixed(Mode::Fixed).unwrap(), b"abc");
+        assert_eq!(r.remaining(), 0);
     }
 }
