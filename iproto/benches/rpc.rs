@@ -2,6 +2,11 @@
 //! hand-packed bytes and a hand-written handler, same payload and bytes on the wire, 64
 //! concurrent callers on one TCP connection. Target: the typed layer adds at most 5% per call.
 //!
+//! Client and server run on runtimes of their own (two workers each), as they do in two
+//! processes. `RPC_BENCH_SHARED=1` puts both on one two-worker runtime: there the server's
+//! reader, which handles a read's requests one after the other, competes with the callers for
+//! the same two threads, so server-side costs weigh about twice as much.
+//!
 //! `cargo bench -p mr-iproto --bench rpc -- --warm-up-time 1 --measurement-time 5`, or
 //! `-- --interleaved` for alternating rounds with wall and CPU time per call (the number to
 //! quote). `RPC_BENCH_SIDE` changes what the "typed" slot runs, to split the overhead:
@@ -98,11 +103,18 @@ fn check_reply(reply: &Bytes, id: u64) {
 type RawFut = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 type TypedFut = RawFut;
 
-async fn connect(mux: ServeMux) -> Channel {
-    let server = Server::bind("127.0.0.1:0").await.expect("bind");
-    let addr = server.local_addr().to_string();
-    tokio::spawn(server.serve(mux));
-    Channel::connect(&addr, ChannelConfig::client()).await.expect("connect")
+/// Starts serving `mux` on `rt`; returns the address.
+fn serve(rt: &tokio::runtime::Runtime, mux: ServeMux) -> String {
+    rt.block_on(async {
+        let server = Server::bind("127.0.0.1:0").await.expect("bind");
+        let addr = server.local_addr().to_string();
+        tokio::spawn(server.serve(mux));
+        addr
+    })
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime")
 }
 
 /// Runs `iters` calls split over 64 callers; returns the wall time.
@@ -129,9 +141,11 @@ where
     start.elapsed().mul_f64(iters as f64 / (per * CALLERS) as f64)
 }
 
-/// The two callers under test, each on its own connection and server.
+/// The two callers under test, on one connection to one server.
 struct Pair<R, T> {
     rt: tokio::runtime::Runtime,
+    /// The server's own runtime (none with `RPC_BENCH_SHARED`), kept alive with the pair.
+    _server_rt: Option<tokio::runtime::Runtime>,
     raw: Arc<R>,
     typed: Arc<T>,
 }
@@ -168,15 +182,15 @@ impl Side {
 }
 
 fn setup() -> Pair<impl Fn(u64) -> RawFut + Send + Sync + 'static, impl Fn(u64) -> TypedFut + Send + Sync + 'static> {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let rt = runtime();
+    let server_rt = std::env::var_os("RPC_BENCH_SHARED").is_none().then(runtime);
     // One server and one connection for both, so that neither gets the better thread or
     // connection: the typed service answers MSG, the hand-written handler RAW_MSG.
-    let channel = rt.block_on(async {
-        let mut mux = BenchServer::new(Impl).into_mux();
-        mux.handle(RAW_MSG, raw_handler).expect("route");
-        mux.handle(CODEC_MSG, codec_handler).expect("route");
-        connect(mux).await
-    });
+    let mut mux = BenchServer::new(Impl).into_mux();
+    mux.handle(RAW_MSG, raw_handler).expect("route");
+    mux.handle(CODEC_MSG, codec_handler).expect("route");
+    let addr = serve(server_rt.as_ref().unwrap_or(&rt), mux);
+    let channel = rt.block_on(Channel::connect(&addr, ChannelConfig::client())).expect("connect");
     // Parsed once: a string match per call would cost the typed slot alone.
     let side = Side::from_env();
     let raw = channel.clone();
@@ -232,11 +246,11 @@ fn setup() -> Pair<impl Fn(u64) -> RawFut + Send + Sync + 'static, impl Fn(u64) 
             }),
         }
     });
-    Pair { rt, raw: raw_call, typed: typed_call }
+    Pair { rt, _server_rt: server_rt, raw: raw_call, typed: typed_call }
 }
 
 fn bench(c: &mut Criterion) {
-    let Pair { rt, raw, typed } = setup();
+    let Pair { rt, _server_rt: _server, raw, typed } = setup();
     let mut g = c.benchmark_group("rpc_64_callers");
     g.bench_function("raw_call", |b| b.iter_custom(|iters| rt.block_on(run(iters, raw.clone()))));
     g.bench_function("typed_call", |b| b.iter_custom(|iters| rt.block_on(run(iters, typed.clone()))));
@@ -250,7 +264,7 @@ fn interleaved() {
     const CALLS: u64 = 64 * 400;
     // RPC_BENCH_ROUNDS: fewer rounds, e.g. under callgrind.
     let rounds = std::env::var("RPC_BENCH_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(61);
-    let Pair { rt, raw, typed } = setup();
+    let Pair { rt, _server_rt: _server, raw, typed } = setup();
     let m = support::interleave(
         rounds,
         CALLS,
