@@ -5,7 +5,7 @@ use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use crate::channel::pending::Build;
 use crate::channel::{BoxHandler, Channel, Handler, Started};
@@ -133,15 +133,18 @@ impl ServeMux {
 }
 
 impl Handler for ServeMux {
-    type Reply = Started;
+    type Reply = Option<Bytes>;
 
-    fn handle(&self, packet: Packet, channel: Channel) -> impl Future<Output = Started> + Send {
+    /// The route's reply body (`None`: no reply). A route's panic is passed on.
+    fn handle(&self, packet: Packet, channel: Channel) -> impl Future<Output = Option<Bytes>> + Send {
         let mut started = self.route(packet, channel);
         async move {
-            if started.done().await.is_err() {
-                panic!("iproto: a ServeMux route's handler panicked");
+            let mut body = BytesMut::new();
+            match std::future::poll_fn(|cx| started.poll_body(cx, &mut body)).await {
+                Ok(true) => Some(body.freeze()),
+                Ok(false) => None,
+                Err(_) => panic!("iproto: a ServeMux route's handler panicked"),
             }
-            started
         }
     }
 
