@@ -5,7 +5,7 @@ use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
 use crate::channel::pending::Build;
 use crate::channel::{BoxHandler, Channel, Handler, Started};
@@ -133,18 +133,15 @@ impl ServeMux {
 }
 
 impl Handler for ServeMux {
-    type Reply = Option<Bytes>;
+    type Reply = Started;
 
-    /// The route's reply body (`None`: no reply). A route's panic is passed on.
-    fn handle(&self, packet: Packet, channel: Channel) -> impl Future<Output = Option<Bytes>> + Send {
+    fn handle(&self, packet: Packet, channel: Channel) -> impl Future<Output = Started> + Send {
         let mut started = self.route(packet, channel);
         async move {
-            let mut body = BytesMut::new();
-            match std::future::poll_fn(|cx| started.poll_body(cx, &mut body)).await {
-                Ok(true) => Some(body.freeze()),
-                Ok(false) => None,
-                Err(_) => panic!("iproto: a ServeMux route's handler panicked"),
+            if started.done().await.is_err() {
+                panic!("iproto: a ServeMux route's handler panicked");
             }
+            started
         }
     }
 

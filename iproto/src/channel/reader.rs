@@ -242,8 +242,9 @@ fn dispatch_now(shared: &Arc<Shared>, packet: Packet, hijacked: &mut BytesMut, b
     // Poll the handler once here: one that answers at once (an echo, a cache hit) costs no
     // task hand-off and no slot, and its reply writes itself into the reply batch. One that
     // would wait gets its own task and is polled again there, which registers the real waker.
-    match started.poll_write(&mut Context::from_waker(Waker::noop()), h.msg, h.sync, &mut batch.replies) {
-        Poll::Ready(written) => {
+    match started.poll_done(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(done) => {
+            let written = done.and_then(|()| started.write(h.msg, h.sync, &mut batch.replies));
             batch.reply_count += usize::from(replied(shared, h.msg, h.sync, written));
             None
         }
@@ -277,9 +278,9 @@ async fn dispatch(shared: &Arc<Shared>, slow: Slow, batch: &mut Batch) {
                 return;
             };
             if !polled {
-                let noop = &mut Context::from_waker(Waker::noop());
-                if let Poll::Ready(written) = started.poll_write(noop, msg, sync, &mut batch.replies) {
+                if let Poll::Ready(done) = started.poll_done(&mut Context::from_waker(Waker::noop())) {
                     drop(permit);
+                    let written = done.and_then(|()| started.write(msg, sync, &mut batch.replies));
                     batch.reply_count += usize::from(replied(shared, msg, sync, written));
                     return;
                 }
@@ -295,7 +296,7 @@ fn spawn_handler(shared: &Arc<Shared>, mut started: Started, msg: u32, sync: u32
     let shared = shared.clone();
     tokio::spawn(async move {
         let mut out = BytesMut::new();
-        let written = started.write(msg, sync, &mut out).await;
+        let written = started.done().await.and_then(|()| started.write(msg, sync, &mut out));
         if replied(&shared, msg, sync, written) {
             if let Err(e) = shared.outbox.enqueue_encoded(&out, 1).await {
                 tracing::debug!(msg, sync, error = %e, "could not send a reply");

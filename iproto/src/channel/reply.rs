@@ -1,8 +1,7 @@
 //! [`Reply`]: what a handler returns is a value that writes its own body into the outgoing
 //! batch — raw [`Bytes`] copied in, a typed reply packed in place — and [`Started`]: a
-//! handler's future, boxed once, whose reply writes itself into the reader's batch (or the
-//! handler task's buffer) the moment the future finishes, never held in between. Which way a
-//! reply is written is decided by its type, nothing else.
+//! handler's future, boxed once, keeping its reply until the reader or the handler's task
+//! writes it. Which way a reply is written is decided by its type, nothing else.
 
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -84,29 +83,10 @@ pub(crate) fn write_packet(
     sync: u32,
     body: impl FnOnce(&mut BytesMut) -> bool,
 ) -> Result<bool, Panicked> {
-    let start = begin_packet(out, msg, sync);
-    let written = catch_unwind(AssertUnwindSafe(|| body(out))).map_err(|_| Panicked);
-    end_packet(out, start, msg, sync, written)
-}
-
-/// Appends the header of a reply packet whose length is patched in by [`end_packet`]; returns
-/// where the packet starts.
-fn begin_packet(out: &mut BytesMut, msg: u32, sync: u32) -> usize {
     let start = out.len();
     out.reserve(HEADER_LEN + 64);
     out.put_slice(&Header { msg, len: 0, sync }.to_bytes());
-    start
-}
-
-/// Completes the packet [`begin_packet`] started at `start` if its body was `written`, or takes
-/// it back out (no reply, a body over 4 GiB, a panic).
-fn end_packet(
-    out: &mut BytesMut,
-    start: usize,
-    msg: u32,
-    sync: u32,
-    written: Result<bool, Panicked>,
-) -> Result<bool, Panicked> {
+    let written = catch_unwind(AssertUnwindSafe(|| body(out)));
     let len = out.len() - start - HEADER_LEN;
     match (written, u32::try_from(len)) {
         (Ok(true), Ok(len)) => {
@@ -118,26 +98,32 @@ fn end_packet(
             out.truncate(start);
             Ok(false)
         }
-        (written, _) => {
+        (Ok(false), _) => {
             out.truncate(start);
-            written.map(|_| false)
+            Ok(false)
+        }
+        (Err(_), _) => {
+            out.truncate(start);
+            Err(Panicked)
         }
     }
 }
 
-/// A handler's future, boxed: polled until it finishes, when its reply writes itself.
+/// The handler's future and, once it finished, its reply.
 trait Task: Send {
-    /// Polls the handler; once it has finished, appends its reply's body to `out` (see
-    /// [`Reply::write_body`]) and is ready with whether there was one. Not polled again after.
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, out: &mut BytesMut) -> Poll<bool>;
+    fn poll_done(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()>;
+    /// Writes the reply's body, once; false if there is none (or it was written).
+    fn write_body(self: Pin<&mut Self>, out: &mut BytesMut) -> bool;
 }
 
 pin_project! {
-    /// A handler's future until it finishes; then nothing (the reply was written at once).
+    /// A handler's future until it finishes, then its reply until written. The reply is taken
+    /// out of its own `Option`, which moves the reply alone and not the whole slot (a slot the
+    /// size of a typed handler's future is copied with a call to `memcpy`).
     #[project = SlotProj]
-    enum Slot<F> {
+    enum Slot<F: Future> {
         Running { #[pin] future: F },
-        Done,
+        Done { reply: Option<F::Output> },
     }
 }
 
@@ -146,18 +132,25 @@ where
     F: Future + Send,
     F::Output: Reply + 'static,
 {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, out: &mut BytesMut) -> Poll<bool> {
+    fn poll_done(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let reply = match self.as_mut().project() {
             SlotProj::Running { future } => std::task::ready!(future.poll(cx)),
-            SlotProj::Done => return Poll::Ready(false),
+            SlotProj::Done { .. } => return Poll::Ready(()),
         };
-        self.set(Slot::Done);
-        Poll::Ready(reply.write_body(out))
+        self.set(Slot::Done { reply: Some(reply) });
+        Poll::Ready(())
+    }
+
+    fn write_body(self: Pin<&mut Self>, out: &mut BytesMut) -> bool {
+        match self.project() {
+            SlotProj::Done { reply } => reply.take().is_some_and(|reply| reply.write_body(out)),
+            SlotProj::Running { .. } => false,
+        }
     }
 }
 
-/// A started handler: its future, boxed once, whose reply is written into the outgoing batch
-/// the moment it finishes (see [`Handler::start`](super::Handler::start)).
+/// A started handler: its future, boxed once, and the reply it returns kept until written
+/// (see [`Handler::start`](super::Handler::start)).
 pub struct Started(Inner);
 
 enum Inner {
@@ -192,40 +185,40 @@ impl Started {
         Started(Inner::Ready(reply))
     }
 
-    /// Polls the handler; once it has finished (or panicked), appends its reply packet for
-    /// `(msg, sync)` to `out` and is ready with whether there was one.
-    pub(crate) fn poll_write(
-        &mut self,
-        cx: &mut Context<'_>,
-        msg: u32,
-        sync: u32,
-        out: &mut BytesMut,
-    ) -> Poll<Result<bool, Panicked>> {
-        let start = begin_packet(out, msg, sync);
-        match self.poll_body(cx, out) {
-            Poll::Ready(written) => Poll::Ready(end_packet(out, start, msg, sync, written)),
-            Poll::Pending => {
-                out.truncate(start);
-                Poll::Pending
-            }
-        }
-    }
-
-    /// Polls the handler; once it has finished (or panicked), appends its reply's body to `out`.
-    pub(crate) fn poll_body(&mut self, cx: &mut Context<'_>, out: &mut BytesMut) -> Poll<Result<bool, Panicked>> {
+    /// Polls the handler; ready once it finished (or panicked).
+    pub(crate) fn poll_done(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Panicked>> {
         match &mut self.0 {
-            Inner::Task(task) => match catch_unwind(AssertUnwindSafe(|| task.as_mut().poll_write(cx, out))) {
-                Ok(Poll::Ready(written)) => Poll::Ready(Ok(written)),
+            Inner::Task(task) => match catch_unwind(AssertUnwindSafe(|| task.as_mut().poll_done(cx))) {
+                Ok(Poll::Ready(())) => Poll::Ready(Ok(())),
                 Ok(Poll::Pending) => Poll::Pending,
                 Err(_) => Poll::Ready(Err(Panicked)),
             },
-            Inner::Ready(reply) => Poll::Ready(Ok(reply.take().write_body(out))),
+            Inner::Ready(_) => Poll::Ready(Ok(())),
         }
     }
 
-    /// Waits until the handler has finished and appends its reply packet for `(msg, sync)`.
-    pub(crate) async fn write(&mut self, msg: u32, sync: u32, out: &mut BytesMut) -> Result<bool, Panicked> {
-        std::future::poll_fn(|cx| self.poll_write(cx, msg, sync, out)).await
+    /// Waits until the handler finished.
+    pub(crate) async fn done(&mut self) -> Result<(), Panicked> {
+        std::future::poll_fn(|cx| self.poll_done(cx)).await
+    }
+
+    /// Appends the finished handler's reply packet for `(msg, sync)`; whether there was one.
+    pub(crate) fn write(&mut self, msg: u32, sync: u32, out: &mut BytesMut) -> Result<bool, Panicked> {
+        write_packet(out, msg, sync, |out| self.write_kept(out))
+    }
+
+    fn write_kept(&mut self, out: &mut BytesMut) -> bool {
+        match &mut self.0 {
+            Inner::Task(task) => task.as_mut().write_body(out),
+            Inner::Ready(reply) => reply.take().write_body(out),
+        }
+    }
+}
+
+/// A finished handler's reply, e.g. the chosen route's in a handler that dispatches.
+impl Reply for Started {
+    fn write_body(mut self, out: &mut BytesMut) -> bool {
+        self.write_kept(out)
     }
 }
 
@@ -268,29 +261,19 @@ mod tests {
     }
 
     #[test]
-    fn a_started_handler_writes_its_reply_once_when_it_finishes() {
+    fn a_started_handler_keeps_its_reply_until_written() {
+        let mut started = Started::new(async { Some(Bytes::from_static(b"late")) });
         let mut cx = Context::from_waker(std::task::Waker::noop());
+        assert!(matches!(started.poll_done(&mut cx), Poll::Ready(Ok(()))));
         let mut out = BytesMut::new();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let mut started = Started::new(async move {
-            rx.await.ok();
-            Some(Bytes::from_static(b"late"))
-        });
-        assert!(started.poll_write(&mut cx, 1, 2, &mut out).is_pending());
-        assert!(out.is_empty(), "a pending handler leaves no header behind");
-        tx.send(()).unwrap();
-        assert!(matches!(started.poll_write(&mut cx, 1, 2, &mut out), Poll::Ready(Ok(true))));
-        assert!(matches!(started.poll_write(&mut cx, 1, 2, &mut out), Poll::Ready(Ok(false))), "written once");
-        let packets = decode(&mut out);
-        assert_eq!((packets.len(), packets[0].header.sync, &packets[0].body[..]), (1, 2, &b"late"[..]));
+        assert!(matches!(started.write(1, 2, &mut out), Ok(true)));
+        assert!(matches!(started.write(1, 2, &mut out), Ok(false)), "the reply is written once");
+        assert_eq!(&decode(&mut out)[0].body[..], b"late");
         let mut panics = Started::new(async {
             panic!("handler failed");
             #[allow(unreachable_code)]
             ()
         });
-        assert!(matches!(panics.poll_write(&mut cx, 1, 3, &mut out), Poll::Ready(Err(Panicked))));
-        let mut boom = Started::new(async { Boom });
-        assert!(matches!(boom.poll_write(&mut cx, 1, 4, &mut out), Poll::Ready(Err(Panicked))));
-        assert!(out.is_empty(), "a panic in the handler or in its reply leaves nothing behind");
+        assert!(matches!(panics.poll_done(&mut cx), Poll::Ready(Err(Panicked))));
     }
 }
