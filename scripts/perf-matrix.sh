@@ -13,7 +13,7 @@
 # machine's cores, so compare ratios within one run, never figures across runs.
 #
 # Usage: scripts/perf-matrix.sh [--rounds N] [--duration SECS] [--cells "1x1 1x64 4x256"]
-#                               [--size BYTES] [--no-go] [--no-build] [--pack]
+#                               [--size BYTES] [--no-go] [--no-build] [--pack] [--hold]
 #                               [--addr HOST:PORT [--server-pid PID]]
 #   --addr       measure another running echo server (loopback only) instead of ours: the
 #                table then shows every client against it beside the lean pair.
@@ -22,6 +22,9 @@
 #   --pack       also time packing and unpacking the pack benchmark's 128-byte Order: ours
 #                (cargo bench --bench pack, derive and hand-written) against go-iproto's
 #                reflection codec (go-pack-bench).
+#   --hold       also measure what the performance work must keep: typed calls against raw ones
+#                (benches/rpc.rs --interleaved, target at most 5% more per call) and memory per
+#                idle channel (examples/idle_memory.rs, target at most 8 KiB).
 # Env: IPROTO_SHARED (default: <repo>/../shared), CARGO_TARGET_DIR (default: <repo>/target).
 set -euo pipefail
 
@@ -34,6 +37,7 @@ ADDR=""
 ADDR_PID=""
 BUILD=1
 PACK=0
+HOLD=0
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 die() { echo "perf-matrix: $*" >&2; exit 1; }
@@ -47,6 +51,7 @@ while [ $# -gt 0 ]; do
         --no-go) WITH_GO=0; shift ;;
         --no-build) BUILD=0; shift ;;
         --pack) PACK=1; shift ;;
+        --hold) HOLD=1; shift ;;
         --addr) ADDR=${2:?--addr needs a value}; shift 2 ;;
         --server-pid) ADDR_PID=${2:?--server-pid needs a value}; shift 2 ;;
         -h | --help) usage; exit 0 ;;
@@ -377,4 +382,27 @@ if [ "$PACK" = 1 ]; then
         awk -v op="$op" -v d="$derive" -v h="$hand" -v g="$go_ns" -v a="$go_allocs" 'BEGIN {
             printf "| %s | %s ns | %s ns | %s ns | %s | %s |\n", op, d, h, g, (g == "-" || d == 0) ? "-" : sprintf("%.1fx", g / d), a }'
     done
+fi
+
+# --- what must hold ---------------------------------------------------------------------------
+if [ "$HOLD" = 1 ]; then
+    echo >&2
+    echo "measuring what must hold: cargo bench --bench rpc -- --interleaved, --example idle_memory" >&2
+    cargo bench -q -p mr-iproto --manifest-path "$ROOT/Cargo.toml" --bench rpc -- --interleaved \
+        >"$WORK/rpc.txt" 2>"$WORK/rpc.err" || { cat "$WORK/rpc.err" >&2; die "cargo bench --bench rpc failed"; }
+    cargo run -q --release -p mr-iproto --manifest-path "$ROOT/Cargo.toml" --example idle_memory \
+        >"$WORK/idle.json" 2>"$WORK/idle.err" || { cat "$WORK/idle.err" >&2; die "the idle_memory example failed"; }
+    rpc=$(grep -E '^interleaved' "$WORK/rpc.txt" | tail -n1)
+    [ -n "$rpc" ] || die "no interleaved line in the rpc bench's output"
+    wall=$(echo "$rpc" | sed -n 's/.*median typed\/raw \([0-9.]*\); cpu.*/\1/p')
+    cpu=$(echo "$rpc" | sed -n 's/.*cpu.*median typed\/raw \([0-9.]*\)$/\1/p')
+    kib=$(json "$WORK/idle.json" kib_per_channel)
+    echo
+    echo "What must hold (typed/raw: median of 61 interleaved rounds, 64 callers on one connection):"
+    echo
+    echo "| measure | value | target |"
+    echo "|---|---|---|"
+    echo "| typed calls / raw calls, wall time | $wall | at most 1.05 |"
+    echo "| typed calls / raw calls, CPU time | $cpu | |"
+    echo "| memory per idle channel | $kib KiB | at most 8 KiB |"
 fi
