@@ -93,11 +93,17 @@ impl<'de> Reader<'de> {
     pub fn take_bytes(&mut self, n: usize) -> Result<Bytes, DecodeError> {
         let start = self.pos;
         let slice = self.take(n)?;
-        Ok(match self.owner {
+        Ok(self.share(start, slice))
+    }
+
+    /// `slice`, read at `at`, as `Bytes`: a slice of the owner if there is one, else a copy.
+    #[inline]
+    fn share(&self, at: usize, slice: &'de [u8]) -> Bytes {
+        match self.owner {
             // `input` is all of `owner`, so positions in one are positions in the other.
-            Some(owner) => owner.slice(start..start + n),
+            Some(owner) => owner.slice(at..at + slice.len()),
             None => copy_out(slice),
-        })
+        }
     }
 
     /// Reads one byte.
@@ -149,20 +155,8 @@ impl<'de> Reader<'de> {
     /// was made by [`Reader::from_bytes`], a copy otherwise.
     #[inline]
     pub fn read_prefixed_bytes(&mut self, mode: Mode) -> Result<Bytes, DecodeError> {
-        let start = self.pos;
-        let len = self.read_prefix(mode)?;
-        let at = self.pos;
-        match self.input.get(at..).and_then(|rest| rest.get(..len)) {
-            Some(out) => {
-                self.pos += len;
-                Ok(match self.owner {
-                    // `input` is all of `owner`, so positions in one are positions in the other.
-                    Some(owner) => owner.slice(at..at + len),
-                    None => copy_out(out),
-                })
-            }
-            None => Err(self.beyond_input(start, len)),
-        }
+        let out = self.read_prefixed(mode)?;
+        Ok(self.share(self.pos - out.len(), out))
     }
 
     /// A length prefix at `start` that claims more than the input holds; the reader goes back
@@ -208,7 +202,7 @@ impl<'de> Reader<'de> {
 }
 
 /// A `Bytes` field read from a borrowed slice: a copy, kept out of line so that the
-/// zero-copy path of [`Reader::take_bytes`] stays small (not `#[cold]`: it is every read of a
+/// zero-copy path of [`Reader::take_bytes`] and [`Reader::read_prefixed_bytes`] stays small (not `#[cold]`: it is every read of a
 /// reader made by [`Reader::new`]).
 #[inline(never)]
 fn copy_out(slice: &[u8]) -> Bytes {
