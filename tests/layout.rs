@@ -21,18 +21,31 @@ fn code(path: &Path) -> String {
 }
 
 /// The first path segments after every `prefix` (`crate::`, `super::`), including each name of
-/// a `prefix{a, b::c}` group.
+/// a `prefix{a, b::{c, d}}` group (its top-level items: `a`, `b`).
 fn names_after(code: &str, prefix: &str) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     for (at, _) in code.match_indices(prefix) {
         let rest = &code[at + prefix.len()..];
-        if let Some(group) = rest.strip_prefix('{') {
-            let body = &group[..group.find('}').unwrap_or(group.len())];
-            for item in body.split(',') {
-                out.insert(ident(item.trim()));
-            }
-        } else {
+        let Some(group) = rest.strip_prefix('{') else {
             out.insert(ident(rest));
+            continue;
+        };
+        // Split the group at its top-level commas, up to its closing brace.
+        let (mut depth, mut item) = (0usize, 0);
+        for (i, c) in group.char_indices() {
+            match c {
+                '{' => depth += 1,
+                '}' if depth == 0 => {
+                    out.insert(ident(group[item..i].trim()));
+                    break;
+                }
+                '}' => depth -= 1,
+                ',' if depth == 0 => {
+                    out.insert(ident(group[item..i].trim()));
+                    item = i + 1;
+                }
+                _ => {}
+            }
         }
     }
     out.remove("");
@@ -179,4 +192,12 @@ fn a_circle_is_found() {
         .map(|(from, to)| (from.to_string(), BTreeSet::from([to.to_string()])))
         .collect();
     assert_eq!(circle(&acyclic), None);
+}
+
+#[test]
+fn a_use_group_names_each_of_its_modules() {
+    let code = "use crate::{\n    channel::{CallOptions, Channel},\n    mux::ServeMux,\n};\nuse super::x;";
+    let names: Vec<String> = names_after(code, "crate::").into_iter().collect();
+    assert_eq!(names, ["channel", "mux"]);
+    assert_eq!(names_after(code, "super::").into_iter().collect::<Vec<_>>(), ["x"]);
 }
