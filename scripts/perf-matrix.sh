@@ -13,7 +13,7 @@
 # machine's cores, so compare ratios within one run, never figures across runs.
 #
 # Usage: scripts/perf-matrix.sh [--rounds N] [--duration SECS] [--cells "1x1 1x64 4x256"]
-#                               [--size BYTES] [--no-go] [--no-build] [--pack] [--hold]
+#                               [--size BYTES] [--no-go] [--no-build] [--pack] [--hold] [--syscalls]
 #                               [--addr HOST:PORT [--server-pid PID]]
 #   --addr       measure another running echo server (loopback only) instead of ours: the
 #                table then shows every client against it beside the lean pair.
@@ -25,6 +25,11 @@
 #   --hold       also measure what the performance work must keep: typed calls against raw ones
 #                (benches/rpc.rs --interleaved, target at most 5% more per call) and memory per
 #                idle channel (examples/idle_memory.rs, target at most 8 KiB).
+#   --syscalls   after the rounds, one more run of every pair under `perf stat` (needs perf and
+#                the right to trace: root, or kernel.perf_event_paranoid <= 1): system calls,
+#                context switches and task-clock per call of each side. Tracing makes system
+#                calls dearer, so that run's calls/s are not comparable with the table's; its
+#                counts per call are what it is for.
 # Env: IPROTO_SHARED (default: <repo>/../shared), CARGO_TARGET_DIR (default: <repo>/target).
 set -euo pipefail
 
@@ -38,6 +43,7 @@ ADDR_PID=""
 BUILD=1
 PACK=0
 HOLD=0
+SYSCALLS=0
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 die() { echo "perf-matrix: $*" >&2; exit 1; }
@@ -52,6 +58,7 @@ while [ $# -gt 0 ]; do
         --no-build) BUILD=0; shift ;;
         --pack) PACK=1; shift ;;
         --hold) HOLD=1; shift ;;
+        --syscalls) SYSCALLS=1; shift ;;
         --addr) ADDR=${2:?--addr needs a value}; shift 2 ;;
         --server-pid) ADDR_PID=${2:?--server-pid needs a value}; shift 2 ;;
         -h | --help) usage; exit 0 ;;
@@ -190,19 +197,23 @@ TICK=$(getconf CLK_TCK)
 RESULTS="$WORK/results"
 : >"$RESULTS"
 
+# client_cmd CLIENT ADDR CONNS CALLERS: the client's command line, in CMD.
+CMD=()
+client_cmd() {
+    case "$1" in
+        ours) CMD=("$IPROTO" bench "$2" --conns "$3" --concurrency "$4" --size "$SIZE" --duration "$DURATION" --json) ;;
+        lean) CMD=("$RAW_BENCH" --addr "$2" --conns "$3" --concurrency "$4" --size "$SIZE" --duration "$DURATION") ;;
+        go) CMD=("$GO_BIN/go-bench" -addr "$2" -conns "$3" -concurrency "$4" -size "$SIZE" -duration "$DURATION") ;;
+    esac
+}
+
 # measure CELL CLIENT SERVER ROUND: one bench run, appended to $RESULTS.
 measure() {
     local cell=$1 client=$2 server=$3 round=$4
     local conns=${cell%x*} callers=${cell#*x} addr=${SADDR[$server]} spid=${SPID[$server]}
     local out="$WORK/run.json" err="$WORK/run.err" rc=0 cmd
-    case "$client" in
-        ours) cmd=("$IPROTO" bench "$addr" --conns "$conns" --concurrency "$callers" --size "$SIZE"
-            --duration "$DURATION" --json) ;;
-        lean) cmd=("$RAW_BENCH" --addr "$addr" --conns "$conns" --concurrency "$callers" --size "$SIZE"
-            --duration "$DURATION") ;;
-        go) cmd=("$GO_BIN/go-bench" -addr "$addr" -conns "$conns" -concurrency "$callers" -size "$SIZE"
-            -duration "$DURATION") ;;
-    esac
+    client_cmd "$client" "$addr" "$conns" "$callers"
+    cmd=("${CMD[@]}")
     local c0 c1 s0=0 s1=0
     [ -n "$spid" ] && { proc_cpu "$spid"; s0=$CPU; }
     children_cpu; c0=$CPU
@@ -245,6 +256,55 @@ for round in $(seq "$ROUNDS"); do
         done
     done
 done
+
+# --- system calls per call (--syscalls) --------------------------------------------------------
+SYS_EVENTS=raw_syscalls:sys_enter,context-switches,task-clock
+SYSRESULTS="$WORK/syscalls"
+: >"$SYSRESULTS"
+# stat_field FILE EVENT: the count of EVENT in a `perf stat -x,` output FILE.
+stat_field() { awk -F, -v e="$2" '$3 == e || index($3, e ":") == 1 { print $1; exit }' "$1"; }
+# syscount CELL CLIENT SERVER: one run of the pair under perf stat, appended to $SYSRESULTS.
+syscount() {
+    local cell=$1 client=$2 server=$3
+    local conns=${cell%x*} callers=${cell#*x} addr=${SADDR[$server]} spid=${SPID[$server]} ppid="" calls
+    client_cmd "$client" "$addr" "$conns" "$callers"
+    rm -f "$WORK/srv.stat" "$WORK/cli.stat"
+    if [ -n "$spid" ]; then
+        perf stat -x, -e "$SYS_EVENTS" -p "$spid" -o "$WORK/srv.stat" 2>/dev/null &
+        ppid=$!
+        PIDS+=("$ppid")
+        sleep 0.2 # perf attaches to the server's threads before the load starts
+    fi
+    perf stat -x, -e "$SYS_EVENTS" -o "$WORK/cli.stat" -- "${CMD[@]}" >"$WORK/sys.json" 2>"$WORK/sys.err" ||
+        die "$client -> $server ($cell) under perf stat failed: $(head -c 2000 "$WORK/sys.err")"
+    if [ -n "$ppid" ]; then
+        kill -INT "$ppid" 2>/dev/null || true
+        wait "$ppid" 2>/dev/null || true
+        unset 'PIDS[-1]'
+    fi
+    calls=$(json "$WORK/sys.json" calls)
+    [ -n "$calls" ] && [ "$calls" != 0 ] || die "$client -> $server ($cell) under perf stat made no calls"
+    local f fields=""
+    for f in "$WORK/cli.stat" "$WORK/srv.stat"; do
+        if [ -f "$f" ]; then
+            fields="$fields $(stat_field "$f" raw_syscalls:sys_enter) $(stat_field "$f" context-switches) $(stat_field "$f" task-clock)"
+        else
+            fields="$fields - - -"
+        fi
+    done
+    echo "$cell $client $server $calls $(json "$WORK/sys.json" calls_per_sec)$fields" >>"$SYSRESULTS"
+    echo "  perf stat  $cell  $client -> $server  $calls calls" >&2
+}
+if [ "$SYSCALLS" = 1 ]; then
+    command -v perf >/dev/null || die "--syscalls needs perf (apt: linux-perf)"
+    perf stat -e raw_syscalls:sys_enter -o /dev/null -- true 2>/dev/null ||
+        die "--syscalls: perf cannot count system calls here (root, or sysctl kernel.perf_event_paranoid=1)"
+    for cell in $CELLS; do
+        for pair in "${pair_list[@]}"; do
+            syscount "$cell" "${pair%%:*}" "${pair#*:}"
+        done
+    done
+fi
 
 # --- the table -------------------------------------------------------------------------------
 echo
@@ -349,6 +409,20 @@ END {
             us(c, p, "p50"), us(c, p, "p99"), errs[c SUBSEP p], cpu(c, p, "ccpu"), cpu(c, p, "scpu")
     }
 }' "$RESULTS"
+
+if [ "$SYSCALLS" = 1 ]; then
+    echo
+    echo "System calls and context switches per call, and task-clock in us per call, of each side: one run"
+    echo "of every pair under perf stat (tracing slows system calls: its calls/s do not compare with the"
+    echo "table's; server figures count every thread of the server process):"
+    echo
+    echo "| conns x callers | client -> server | calls/s (traced) | client syscalls | client switches | client task-clock | server syscalls | server switches | server task-clock |"
+    echo "|---|---|---|---|---|---|---|---|---|"
+    awk 'function per(x, n, scale) { return x == "-" ? "-" : sprintf(scale == 1 ? "%.3f" : "%.2f", x * scale / n) }
+    function k(s) { return s >= 1e6 ? sprintf("%.2fM", s / 1e6) : s >= 1e4 ? sprintf("%.0fk", s / 1e3) : sprintf("%.1fk", s / 1e3) }
+    { printf "| %s | %s -> %s | %s | %s | %s | %s | %s | %s | %s |\n", $1, $2, $3, k($5),
+        per($6, $4, 1), per($7, $4, 1), per($8, $4, 1000), per($9, $4, 1), per($10, $4, 1), per($11, $4, 1000) }' "$SYSRESULTS"
+fi
 
 # --- packing the Order ------------------------------------------------------------------------
 if [ "$PACK" = 1 ]; then
