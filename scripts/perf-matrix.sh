@@ -9,8 +9,8 @@
 # each round's own ratio to lean -> lean (steadier when the machine's speed drifts). CPU per
 # call is utime+stime of the server process (from /proc/PID/stat) and of the client process
 # (this shell's reaped-children time, also from /proc/PID/stat), each divided by the client's
-# successful calls. Clients and servers share the
-# machine's cores, so compare ratios within one run, never figures across runs.
+# successful calls. Clients and servers share the machine's cores, so compare ratios within one
+# run, never figures across runs.
 #
 # Usage: scripts/perf-matrix.sh [--rounds N] [--duration SECS] [--cells "1x1 1x64 4x256"]
 #                               [--size BYTES] [--no-go] [--no-build] [--pack] [--hold] [--syscalls]
@@ -211,13 +211,12 @@ client_cmd() {
 measure() {
     local cell=$1 client=$2 server=$3 round=$4
     local conns=${cell%x*} callers=${cell#*x} addr=${SADDR[$server]} spid=${SPID[$server]}
-    local out="$WORK/run.json" err="$WORK/run.err" rc=0 cmd
+    local out="$WORK/run.json" err="$WORK/run.err" rc=0
     client_cmd "$client" "$addr" "$conns" "$callers"
-    cmd=("${CMD[@]}")
     local c0 c1 s0=0 s1=0
     [ -n "$spid" ] && { proc_cpu "$spid"; s0=$CPU; }
     children_cpu; c0=$CPU
-    "${cmd[@]}" >"$out" 2>"$err" &
+    "${CMD[@]}" >"$out" 2>"$err" &
     local cpid=$!
     PIDS+=("$cpid")
     wait "$cpid" || rc=$?
@@ -314,7 +313,9 @@ echo "perf-matrix: $(date -u +'%Y-%m-%d %H:%M UTC'), $(nproc) cores, load $(cut 
 echo "pairs are client -> server; ours = iproto bench / iproto serve --echo; lean = shared/ceiling raw-bench / raw-server;"
 echo "go = go-iproto's go-bench / go-echo-server${ADDR:+; addr = $ADDR}. CPU is us per call. Compare ratios within this run only."
 echo
-awk -v cells="$CELLS" -v pairs="$PAIRS" -v mode="${ADDR:+addr}" '
+# Calls/s as 1.23M, 456k or 7.8k, for both tables below.
+AWK_RATE='function k(s) { return s >= 1e6 ? sprintf("%.2fM", s / 1e6) : s >= 1e4 ? sprintf("%.0fk", s / 1e3) : sprintf("%.1fk", s / 1e3) }'
+awk -v cells="$CELLS" -v pairs="$PAIRS" -v mode="${ADDR:+addr}" "$AWK_RATE"'
 function median(key,    n, i, j, t, v) {
     n = split(vals[key], v, " ")
     for (i = 2; i <= n; i++) { t = v[i]; for (j = i - 1; j >= 1 && v[j] + 0 > t + 0; j--) v[j + 1] = v[j]; v[j + 1] = t }
@@ -322,7 +323,6 @@ function median(key,    n, i, j, t, v) {
     return n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
 }
 function add(key, x) { vals[key] = (key in vals) ? vals[key] " " x : x }
-function k(s) { return s >= 1e6 ? sprintf("%.2fM", s / 1e6) : s >= 1e4 ? sprintf("%.0fk", s / 1e3) : sprintf("%.1fk", s / 1e3) }
 function ratio(a, b) { return (a == "-" || b == "-" || b == 0) ? "-" : sprintf("%.2f", a / b) }
 function get(c, p, f) { return ((c SUBSEP p SUBSEP f) in vals) ? median(c SUBSEP p SUBSEP f) : "-" }
 function us(c, p, f,    v) { v = get(c, p, f); return v == "-" ? v : sprintf("%.0f", v) }
@@ -418,8 +418,8 @@ if [ "$SYSCALLS" = 1 ]; then
     echo
     echo "| conns x callers | client -> server | calls/s (traced) | client syscalls | client switches | client task-clock | server syscalls | server switches | server task-clock |"
     echo "|---|---|---|---|---|---|---|---|---|"
-    awk 'function per(x, n, scale) { return x == "-" ? "-" : sprintf(scale == 1 ? "%.3f" : "%.2f", x * scale / n) }
-    function k(s) { return s >= 1e6 ? sprintf("%.2fM", s / 1e6) : s >= 1e4 ? sprintf("%.0fk", s / 1e3) : sprintf("%.1fk", s / 1e3) }
+    awk "$AWK_RATE"'
+    function per(x, n, scale) { return x == "-" ? "-" : sprintf(scale == 1 ? "%.3f" : "%.2f", x * scale / n) }
     { printf "| %s | %s -> %s | %s | %s | %s | %s | %s | %s | %s |\n", $1, $2, $3, k($5),
         per($6, $4, 1), per($7, $4, 1), per($8, $4, 1000), per($9, $4, 1), per($10, $4, 1), per($11, $4, 1000) }' "$SYSRESULTS"
 fi

@@ -1,8 +1,8 @@
 //! The library's module layout has no import circles: among its top-level modules (the error
 //! types sit below everything that returns them), and among the files of each folder
 //! (`channel/`, `pool/`, ...; each file holds one concept, and `mod.rs`, the facade that
-//! declares them, is left out). A circle makes a change in one file ripple through the others; this keeps one from
-//! creeping back in.
+//! declares them, is left out). A circle makes a change in one file ripple through the others;
+//! this keeps one from creeping back in.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -178,20 +178,17 @@ fn the_files_of_each_folder_import_each_other_without_a_circle() {
     assert!(folders >= 5, "channel, cluster, encoding, pool, rpc: found {folders}");
 }
 
+/// A graph of one edge per node.
+fn edges(pairs: &[(&str, &str)]) -> Graph {
+    pairs.iter().map(|(from, to)| (from.to_string(), BTreeSet::from([to.to_string()]))).collect()
+}
+
 #[test]
 fn a_circle_is_found() {
-    let graph: Graph = [("a", "b"), ("b", "c"), ("c", "a"), ("d", "a")]
-        .iter()
-        .map(|(from, to)| (from.to_string(), BTreeSet::from([to.to_string()])))
-        .collect();
-    let found = circle(&graph).expect("a -> b -> c -> a");
+    let found = circle(&edges(&[("a", "b"), ("b", "c"), ("c", "a"), ("d", "a")])).expect("a -> b -> c -> a");
     assert_eq!(found.first(), found.last());
     assert_eq!(found.len(), 4);
-    let acyclic: Graph = [("a", "b"), ("b", "c")]
-        .iter()
-        .map(|(from, to)| (from.to_string(), BTreeSet::from([to.to_string()])))
-        .collect();
-    assert_eq!(circle(&acyclic), None);
+    assert_eq!(circle(&edges(&[("a", "b"), ("b", "c")])), None);
 }
 
 #[test]

@@ -100,6 +100,12 @@ fn check_reply(reply: &Bytes, id: u64) {
     assert_eq!((back, name.len()), (id, NAME.len()));
 }
 
+/// Asserts that a decoded reply echoes call `id`.
+#[inline]
+fn check_echo(back: &Echo, id: u64) {
+    assert_eq!((back.id, back.name.len()), (id, NAME.len()));
+}
+
 type RawFut = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 type TypedFut = RawFut;
 
@@ -226,7 +232,7 @@ fn setup() -> Pair<impl Fn(u64) -> RawFut + Send + Sync + 'static, impl Fn(u64) 
                 let reply = kv.sender().call(RAW_MSG, &pack_request(id, NAME)).await.expect("call");
                 let back: Echo = iproto::rpc::flatten::<Echo, RemoteError>(iproto::rpc::decode_reply(RAW_MSG, &reply))
                     .expect("reply");
-                assert_eq!((back.id, back.name.len()), (id, NAME.len()));
+                check_echo(&back, id);
             }),
             Side::Client => Box::pin(async move {
                 let req = Echo { id, name: Bytes::from_static(NAME) };
@@ -238,11 +244,11 @@ fn setup() -> Pair<impl Fn(u64) -> RawFut + Send + Sync + 'static, impl Fn(u64) 
                 )
                 .await
                 .expect("call");
-                assert_eq!((back.id, back.name.len()), (id, NAME.len()));
+                check_echo(&back, id);
             }),
             Side::Typed => Box::pin(async move {
                 let back = kv.echo(&Echo { id, name: Bytes::from_static(NAME) }).await.expect("call");
-                assert_eq!((back.id, back.name.len()), (id, NAME.len()));
+                check_echo(&back, id);
             }),
         }
     });

@@ -40,9 +40,7 @@ impl InitHook {
             Box::pin(async move { running.await.map_err(Into::into) })
         }))
     }
-}
 
-impl InitHook {
     /// Starts the hook on `channel`.
     pub(crate) fn start(&self, channel: Channel) -> HookFuture<Result<(), BoxError>> {
         (self.0)(channel)
@@ -72,9 +70,7 @@ impl Callback {
     {
         Callback(Arc::new(move |ch| Box::pin(callback(ch))))
     }
-}
 
-impl Callback {
     /// Starts the callback on `channel`.
     pub(crate) fn start(&self, channel: Channel) -> HookFuture<()> {
         (self.0)(channel)

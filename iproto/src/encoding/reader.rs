@@ -201,9 +201,9 @@ impl<'de> Reader<'de> {
     }
 }
 
-/// A `Bytes` field read from a borrowed slice: a copy, kept out of line so that the
-/// zero-copy path of [`Reader::take_bytes`] and [`Reader::read_prefixed_bytes`] stays small (not `#[cold]`: it is every read of a
-/// reader made by [`Reader::new`]).
+/// A `Bytes` field read from a borrowed slice: a copy, kept out of line so that the zero-copy
+/// path of [`Reader::take_bytes`] and [`Reader::read_prefixed_bytes`] stays small (not
+/// `#[cold]`: it is every read of a reader made by [`Reader::new`]).
 #[inline(never)]
 fn copy_out(slice: &[u8]) -> Bytes {
     Bytes::copy_from_slice(slice)
